@@ -1,0 +1,101 @@
+"""smolmesh._core: the per-byte and per-packet routines of smolmesh, in Rust.
+
+Sans-IO: bytes in, bytes out. No sockets, files or clocks; time is passed in as `now_ms`.
+Errors raised here are the classes of `smolmesh.errors`.
+"""
+
+from collections.abc import Sequence
+
+HELLO_LEN: int  # 32: iv (16) || keyfinder (16)
+IV_LEN: int  # 16
+MAC_LEN: int  # 16
+HEADER_LEN: int  # 9: timestamp_ms (u64 LE) || cmd (u8)
+MAX_PACKET_LEN: int  # 65535: a mesh packet's largest length on the wire
+WINDOW_MS: int  # 180000: packets older or newer than this are dropped
+DUPLICATE_FILTER_CAPACITY: int  # 16384
+
+CMD_NAME: int  # 0
+CMD_IPV6: int  # 1
+CMD_IPV4: int  # 2
+CMD_DATA: int  # 3
+
+# --- Speck128/128 and multispeck (PROTOCOL.md section 1) ---
+def ernd(x: int, y: int, k: int) -> tuple[int, int]: ...
+def speck_round_keys(key: bytes) -> list[int]: ...
+def speck_encrypt(key: bytes, x: int, y: int) -> tuple[int, int]: ...
+def keystream(key: bytes, length: int) -> bytes:
+    """The first `length` bytes of the counter-mode keystream of `key`."""
+
+def multispeck(parts: Sequence[bytes]) -> bytes: ...
+def name_to_ipv6(name: str | bytes) -> bytes:
+    """The 16-byte node address of a name (str is taken as its UTF-8 bytes). Slow: cache it."""
+
+# --- The legacy_tcp handshake (PROTOCOL.md section 2) ---
+def keyfinder(psk: bytes, iv: bytes) -> bytes: ...
+def make_hello(psk: bytes, iv: bytes) -> bytes:
+    """iv || keyfinder(psk, iv): the 32 bytes a side sends first."""
+
+def find_psk(hello: bytes, psks: Sequence[bytes]) -> int | None:
+    """Index of the first PSK whose keyfinder matches the peer's 32-byte hello, or None."""
+
+def derive_keys(psk: bytes, iv: bytes) -> tuple[bytes, bytes]:
+    """(enc_key, mac_key) of the direction whose sender chose `iv`."""
+
+class Sealer:
+    """Turns mesh packets into wire frames for one direction of a link (its keystream runs on)."""
+
+    def __init__(self, psk: bytes, iv: bytes) -> None: ...
+    def seal(self, packet: bytes) -> bytes: ...
+    def seal_batch(self, packets: Sequence[bytes]) -> bytes:
+        """All frames of `packets`, in order, in one buffer (MACs computed side by side)."""
+
+    def seal_data_batch(self, ip_packets: Sequence[bytes], timestamp_ms: int) -> bytes:
+        """Wrap each IP packet as a cmd-3 mesh packet stamped `timestamp_ms`, and seal them all."""
+
+class Opener:
+    """Reads the other direction of a link: feed it the TCP byte stream in chunks of any size."""
+
+    def __init__(self, psk: bytes, iv: bytes) -> None: ...
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """Every complete, verified mesh packet the stream holds so far.
+
+        Raises smolmesh.errors.BadMacError on a MAC mismatch; from then on every call raises it.
+        """
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held back waiting for the rest of a frame."""
+
+# --- Mesh packets (PROTOCOL.md section 3) ---
+def parse_header(packet: bytes) -> tuple[int, int] | None:
+    """(timestamp_ms, cmd), or None when the packet is shorter than 9 bytes."""
+
+def ip_destination(ip_packet: bytes) -> bytes | None:
+    """Destination address of an IPv4 (4 bytes) or IPv6 (16 bytes) packet, or None."""
+
+def make_packet(timestamp_ms: int, cmd: int, payload: bytes) -> bytes: ...
+
+class DuplicateFilter:
+    """The most recent `capacity` distinct packets, by a keyed hash of their bytes."""
+
+    def __init__(self, capacity: int = 16384, seed: bytes | None = None) -> None:
+        """`seed`: 16 bytes of hash key; None draws a random one."""
+
+    def insert(self, packet: bytes) -> bool:
+        """True if the packet is new (and is now remembered), False if it was seen."""
+
+    def __contains__(self, packet: bytes) -> bool: ...
+    def __len__(self) -> int: ...
+
+def triage(
+    packets: Sequence[bytes], now_ms: int, seen: DuplicateFilter
+) -> list[tuple[int, int, bytes, bytes]]:
+    """Steps 1-3 and 6 of PROTOCOL.md section 3 over a batch, in order.
+
+    For each packet that survives (long enough, inside the window, not seen before, known cmd with
+    a well-formed payload) one tuple (cmd, timestamp_ms, key, packet):
+    cmd 0: key = the name bytes (UTF-8 not yet checked); cmd 1: the 16-byte address;
+    cmd 2: the 4-byte address; cmd 3: the IP destination (4 or 16 bytes; no IP packet: dropped).
+    `packet` is the whole mesh packet, unchanged, for forwarding. Dropped packets are omitted;
+    a dropped packet is not remembered by `seen` unless it reached step 3.
+    """
