@@ -89,7 +89,7 @@ class DuplicateFilter:
 
 def triage(
     packets: Sequence[bytes], now_ms: int, seen: DuplicateFilter
-) -> list[tuple[int, int, bytes, bytes]]:
+) -> list[tuple[int, int, bytes, bytes | None]]:
     """Steps 1-3 and 6 of PROTOCOL.md section 3 over a batch, in order.
 
     For each packet that survives (long enough, inside the window, not seen before, known cmd with
@@ -98,4 +98,6 @@ def triage(
     cmd 2: the 4-byte address; cmd 3: the IP destination (4 or 16 bytes; no IP packet: dropped).
     `packet` is the whole mesh packet, unchanged, for forwarding. Dropped packets are omitted;
     a dropped packet is not remembered by `seen` unless it reached step 3.
+    An announcement (cmd 0, 1, 2) seen before is not dropped but returned with `packet` None: the
+    router notes the link it came over as a backup path, and does not forward it.
     """

@@ -1,0 +1,247 @@
+"""The router: which link leads to each address, and what becomes of each packet.
+
+Theory of operation
+-------------------
+Every node floods announcements (PROTOCOL.md section 3): cmd 0 "I am <name>" and cmd 1/2 "I handle
+<address>". Each node remembers the most recent 16,384 distinct packets, so only the first copy of
+an announcement to arrive is acted upon: the link it came over becomes the route to its address
+(the fastest path), and the packet is forwarded unchanged on every other link.
+
+smolmesh also remembers the links that later copies arrive over, as *backup paths*: a duplicate
+announcement proves the address is reachable over that link too. When a link dies, each route over
+it moves at once to the backup heard most recently, instead of waiting up to 10 s for the next flood.
+
+Data packets (cmd 3) go to the local sink when addressed to this node, else over the route's link.
+The hot path is `on_packets`: one call per batch of packets from a link, a dict lookup per packet.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Protocol
+
+from smolmesh import _core, tuning
+from smolmesh._core import CMD_DATA, CMD_IPV4, CMD_IPV6, CMD_NAME
+
+log = logging.getLogger("smolmesh.router")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class Link(Protocol):
+    """What the router needs of a link (see links/legacy_tcp.py)."""
+
+    label: str
+
+    def send_packets(self, packets: list[bytes], *, control: bool = False) -> None: ...
+
+
+@lru_cache(maxsize=4096)
+def address_of_name(name: bytes) -> bytes:
+    """name_to_ipv6 of a name, cached: it costs about 65,536 Speck rounds."""
+    return _core.name_to_ipv6(name)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def format_address(address: bytes) -> str:
+    return str(ipaddress.ip_address(address))
+
+
+@dataclass(eq=False)
+class Route:
+    """How to reach one address: the link in use and every link it was heard over."""
+
+    link: Link
+    timestamp_ms: int  # of the announcement that chose `link`
+    name: str | None = None  # the node name, for addresses announced by cmd 0
+    # link -> (newest announcement timestamp heard over it, monotonic time heard)
+    paths: dict[Link, tuple[int, float]] = field(default_factory=dict)
+
+
+class Router:
+    """Routes and forwarding for one node. Links register with `link_up`/`link_down`."""
+
+    def __init__(
+        self,
+        local_addresses: Iterable[bytes],
+        deliver: Callable[[list[bytes]], None],
+        on_route_change: Callable[[bytes, Link | None], None] | None = None,
+    ) -> None:
+        self.local_addresses = frozenset(local_addresses)
+        # Mesh packets addressed to this node; the IP packet starts at byte 9.
+        self._deliver = deliver
+        self._on_route_change = on_route_change
+        self.seen = _core.DuplicateFilter()
+        self.links: list[Link] = []
+        # The data plane reads `next_hop` only; `routes` holds the rest of the routing state.
+        self.next_hop: dict[bytes, Link] = {}
+        self.routes: dict[bytes, Route] = {}
+        self._route_limit_logged = False
+
+    # --- Links ---
+    def link_up(self, link: Link) -> None:
+        self.links.append(link)
+
+    def link_down(self, link: Link) -> None:
+        """Forget a link; move its routes to the freshest backup path, or drop them."""
+        if link in self.links:
+            self.links.remove(link)
+        for address, route in list(self.routes.items()):
+            route.paths.pop(link, None)
+            if route.link is not link:
+                continue
+            backup = max(route.paths.items(), key=lambda item: item[1], default=None)
+            if backup is None:
+                self._forget(address, "its link went down")
+            else:
+                route.link = backup[0]
+                self.next_hop[address] = backup[0]
+                log.info(
+                    "route to %s moved to %s (link %s went down)",
+                    self._describe(address, route),
+                    backup[0].label,
+                    link.label,
+                )
+                self._route_changed(address, backup[0])
+
+    # --- Packets from links ---
+    def on_packets(self, source: Link, packets: list[bytes]) -> None:
+        """Handle a batch of verified mesh packets that arrived over `source`."""
+        now = now_ms()
+        local = self.local_addresses
+        next_hop = self.next_hop
+        to_deliver: list[bytes] = []
+        outgoing: dict[Link, list[bytes]] = {}
+        flood: list[bytes] = []
+        for cmd, timestamp, key, packet in _core.triage(packets, now, self.seen):
+            if cmd == CMD_DATA:
+                if key in local:
+                    to_deliver.append(packet)
+                    continue
+                link = next_hop.get(key)
+                if link is not None and link is not source:
+                    batch = outgoing.get(link)
+                    if batch is None:
+                        outgoing[link] = [packet]
+                    else:
+                        batch.append(packet)
+            elif self._learn(source, cmd, timestamp, key, packet is not None):
+                flood.append(packet)
+        if to_deliver:
+            self._deliver(to_deliver)
+        for link, batch in outgoing.items():
+            link.send_packets(batch)
+        if flood:
+            for link in self.links:
+                if link is not source:
+                    link.send_packets(flood, control=True)
+
+    def route_packets(self, ip_packets: list[bytes], timestamp_ms: int) -> int:
+        """Send IP packets of this node into the mesh; returns how many had a route."""
+        groups: dict[Link, list[bytes]] = {}
+        next_hop = self.next_hop
+        destination = _core.ip_destination
+        for ip_packet in ip_packets:
+            link = next_hop.get(destination(ip_packet))  # type: ignore[arg-type]
+            if link is not None:
+                batch = groups.get(link)
+                if batch is None:
+                    groups[link] = [ip_packet]
+                else:
+                    batch.append(ip_packet)
+        routed = 0
+        for link, batch in groups.items():
+            link.send_data(batch, timestamp_ms)  # type: ignore[attr-defined]
+            routed += len(batch)
+        return routed
+
+    def announce(self, packets: list[bytes]) -> None:
+        """Send this node's own announcements on every link; remember them as seen."""
+        for packet in packets:
+            self.seen.insert(packet)
+        for link in self.links:
+            link.send_packets(packets, control=True)
+
+    # --- Routing state ---
+    def _learn(self, source: Link, cmd: int, timestamp: int, key: bytes, fresh: bool) -> bool:
+        """Take an announcement into account; True if it should be flooded on."""
+        name = None
+        if cmd == CMD_NAME:
+            try:
+                name = key.decode()
+            except UnicodeDecodeError:
+                return False
+            address = address_of_name(key)
+        elif cmd in (CMD_IPV6, CMD_IPV4):
+            address = key
+        else:  # triage passes known commands only; kept for safety
+            return False
+        if address in self.local_addresses:
+            return fresh
+        heard_at = time.monotonic()
+        route = self.routes.get(address)
+        if route is None:
+            if not fresh:
+                return False
+            if len(self.routes) >= tuning.MAX_ROUTES:
+                if not self._route_limit_logged:
+                    log.warning("route table full (%d addresses); ignoring new ones", len(self.routes))
+                    self._route_limit_logged = True
+                return True
+            route = Route(link=source, timestamp_ms=timestamp, name=name)
+            route.paths[source] = (timestamp, heard_at)
+            self.routes[address] = route
+            self.next_hop[address] = source
+            log.info("route to %s learnt via %s", self._describe(address, route), source.label)
+            self._route_changed(address, source)
+            return True
+        previous = route.paths.get(source)
+        if previous is None or timestamp >= previous[0]:
+            route.paths[source] = (timestamp, heard_at)
+        if fresh and timestamp > route.timestamp_ms:
+            route.timestamp_ms = timestamp
+            if route.link is not source:
+                old = route.link
+                route.link = source
+                self.next_hop[address] = source
+                log.info(
+                    "route to %s changed from %s to %s",
+                    self._describe(address, route),
+                    old.label,
+                    source.label,
+                )
+                self._route_changed(address, source)
+        return fresh
+
+    def expire(self) -> None:
+        """Forget routes and backup paths not heard of for ROUTE_TTL_S."""
+        cutoff = time.monotonic() - tuning.ROUTE_TTL_S
+        for address, route in list(self.routes.items()):
+            stale = [link for link, (_, heard) in route.paths.items() if heard < cutoff]
+            for link in stale:
+                del route.paths[link]
+            if not route.paths:
+                self._forget(address, "no announcement for %d s" % tuning.ROUTE_TTL_S)
+
+    def _forget(self, address: bytes, why: str) -> None:
+        route = self.routes.pop(address)
+        self.next_hop.pop(address, None)
+        log.info("route to %s lost: %s", self._describe(address, route), why)
+        self._route_changed(address, None)
+
+    def _route_changed(self, address: bytes, link: Link | None) -> None:
+        if self._on_route_change is not None:
+            self._on_route_change(address, link)
+
+    @staticmethod
+    def _describe(address: bytes, route: Route) -> str:
+        text = format_address(address)
+        return f"{text} ({route.name})" if route.name else text

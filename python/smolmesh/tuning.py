@@ -1,0 +1,36 @@
+"""Implementation tuning of the node: timeouts, bounds and batch sizes.
+
+The protocol's own constants (IV and MAC lengths, the 3-minute window, the 16,384 remembered
+packets) come from the Rust core (`smolmesh._core`); these are our choices and may change freely.
+"""
+
+# --- Links ---
+HANDSHAKE_TIMEOUT_S = 10.0  # an unauthenticated connection is closed after this
+MAX_PENDING_HANDSHAKES = 64  # beyond this, a new connection evicts the oldest unauthenticated one
+CONNECT_TIMEOUT_S = 10.0
+REDIAL_MIN_S = 5.0  # an outgoing link that fails is dialled again after a random 5-10 s
+REDIAL_MAX_S = 10.0
+# Silent death (no FIN, no RST) is noticed by the kernel: keepalive probes after 1 s idle, and
+# any data or probe left unacknowledged for TCP_USER_TIMEOUT_MS closes the connection.
+TCP_KEEPIDLE_S = 1
+TCP_KEEPINTVL_S = 1
+TCP_KEEPCNT = 3
+TCP_USER_TIMEOUT_MS = 3000
+# Per-link send buffer: above the high mark data packets are dropped (announcements still go);
+# a link that stays above it for STALL_TIMEOUT_S is a stalled peer and is closed.
+SEND_BUFFER_HIGH = 2 * 1024 * 1024
+SEND_BUFFER_LOW = 512 * 1024
+STALL_TIMEOUT_S = 15.0
+
+# --- Routing ---
+ANNOUNCE_MIN_S = 5.0  # each node announces itself every random 5-10 s
+ANNOUNCE_MAX_S = 10.0
+REANNOUNCE_HOLDOFF_S = 0.2  # link changes within this time share one extra announcement
+MAX_ROUTES = 65536  # addresses remembered; announcements of further addresses are ignored
+ROUTE_TTL_S = 180.0  # a route not refreshed by any announcement for this long is forgotten
+MAINTENANCE_PERIOD_S = 1.0
+
+# --- Data plane ---
+TUN_READ_BATCH = 256  # packets read from the TUN device per wake-up
+RECEIVE_QUEUE_LIMIT = 4096  # packets held for Node.receive() when there is no TUN device
+DEFAULT_MTU = 1500
