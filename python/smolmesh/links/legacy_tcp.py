@@ -1,0 +1,309 @@
+"""legacy_tcp links: the encrypted TCP link of smolmesh2 (PROTOCOL.md section 2).
+
+Theory of operation
+-------------------
+A `LegacyTcpLink` is an asyncio protocol with two states:
+
+- *handshaking*: the connector sends `iv || keyfinder` at once; the listener waits for the peer's
+  32 bytes, finds the PSK among its keys and answers with its own. Nothing else is buffered. The
+  handshake must finish within HANDSHAKE_TIMEOUT_S; unauthenticated incoming connections are also
+  capped in number, the oldest giving way to a new one, so idle sockets cannot lock out real peers.
+- *up*: bytes from TCP go to the Rust `Opener`, whose verified packets go to the router in one
+  batch; packets to send are sealed in one batch by the Rust `Sealer` and written with one call.
+
+A link that breaks the protocol (wrong key, bad MAC) or stalls is closed and logged once. Silent
+death is left to the kernel: keepalive probes and TCP_USER_TIMEOUT close a dead connection within
+a few seconds, without any byte on the wire that smolmesh2 would not understand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from smolmesh import _core, tuning
+from smolmesh.errors import BadMacError, StartupError
+
+if TYPE_CHECKING:
+    from smolmesh.router import Router
+
+log = logging.getLogger("smolmesh.links")
+
+
+def _tune_socket(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    options = [
+        (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
+        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+    ]
+    if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; Windows keeps its own keepalive defaults
+        options += [
+            (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, tuning.TCP_KEEPIDLE_S),
+            (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, tuning.TCP_KEEPINTVL_S),
+            (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, tuning.TCP_KEEPCNT),
+        ]
+    if hasattr(socket, "TCP_USER_TIMEOUT"):
+        options.append((socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, tuning.TCP_USER_TIMEOUT_MS))
+    for level, name, value in options:
+        try:
+            sock.setsockopt(level, name, value)
+        except OSError:
+            pass
+
+
+class LegacyTcpLink(asyncio.Protocol):
+    """One legacy_tcp connection, outgoing (one key) or incoming (any of the listener's keys)."""
+
+    def __init__(self, router: Router, psks: list[bytes], *, outgoing: bool, label: str = "") -> None:
+        self.router = router
+        self.psks = psks
+        self.outgoing = outgoing
+        self.label = label or ("outgoing" if outgoing else "incoming")
+        self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.on_up: Callable[[LegacyTcpLink], None] | None = None
+        self.on_down: Callable[[LegacyTcpLink, str], None] | None = None
+        self.on_handshake_done: Callable[[LegacyTcpLink], None] | None = None
+        self.is_up = False
+        self.up_since: float | None = None
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self.packets_dropped = 0
+        self.congested_since: float | None = None
+        self._my_iv = os.urandom(_core.IV_LEN)
+        self._hello = b""
+        self._psk: bytes | None = None
+        self._sealer: _core.Sealer | None = None
+        self._opener: _core.Opener | None = None
+        self._close_reason: str | None = None
+        self._handshake_timer: asyncio.TimerHandle | None = None
+
+    # --- asyncio.Protocol ---
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        if peer:
+            host, port = peer[0], peer[1]
+            self.label = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        _tune_socket(transport)
+        transport.set_write_buffer_limits(tuning.SEND_BUFFER_HIGH, tuning.SEND_BUFFER_LOW)
+        if self.outgoing:
+            self._psk = self.psks[0]
+            transport.write(_core.make_hello(self._psk, self._my_iv))
+        loop = asyncio.get_running_loop()
+        self._handshake_timer = loop.call_later(
+            tuning.HANDSHAKE_TIMEOUT_S, self.close, "no handshake within %g s" % tuning.HANDSHAKE_TIMEOUT_S
+        )
+
+    def data_received(self, data: bytes) -> None:
+        self.bytes_received += len(data)
+        opener = self._opener
+        if opener is None:
+            data = self._handshake(data)
+            opener = self._opener
+            if opener is None or not data:
+                return
+        try:
+            packets = opener.feed(data)
+        except BadMacError:
+            self.close("bad MAC: forged or corrupt stream")
+            return
+        if packets:
+            self.router.on_packets(self, packets)
+
+    def eof_received(self) -> bool:
+        self._close_reason = self._close_reason or "closed by peer"
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        reason = self._close_reason or (f"connection lost: {exc}" if exc else "closed by peer")
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+        if self.is_up:
+            self.is_up = False
+            log.info("link %s down: %s", self.label, reason)
+            self.router.link_down(self)
+            if self.on_down is not None:
+                self.on_down(self, reason)
+        elif self._close_reason is not None:
+            log.info("link %s refused: %s", self.label, reason)
+        if not self.closed.done():
+            self.closed.set_result(reason)
+
+    def pause_writing(self) -> None:
+        self.congested_since = time.monotonic()
+
+    def resume_writing(self) -> None:
+        self.congested_since = None
+
+    # --- Handshake ---
+    def _handshake(self, data: bytes) -> bytes:
+        """Consume hello bytes; return what follows them once the link is up."""
+        need = _core.HELLO_LEN - len(self._hello)
+        self._hello += data[:need]
+        rest = data[need:]
+        if len(self._hello) < _core.HELLO_LEN:
+            return b""
+        peer_iv = self._hello[: _core.IV_LEN]
+        if self.outgoing:
+            assert self._psk is not None
+            if _core.find_psk(self._hello, [self._psk]) is None:
+                self.close("wrong key: the peer's hello does not match our key")
+                return b""
+        else:
+            index = _core.find_psk(self._hello, self.psks)
+            if index is None:
+                self.close("wrong key: the peer's hello matches none of our keys")
+                return b""
+            self._psk = self.psks[index]
+            assert self.transport is not None
+            self.transport.write(_core.make_hello(self._psk, self._my_iv))
+        self._sealer = _core.Sealer(self._psk, self._my_iv)
+        self._opener = _core.Opener(self._psk, peer_iv)
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+        self.is_up = True
+        self.up_since = time.time()
+        if self.on_handshake_done is not None:
+            self.on_handshake_done(self)
+        log.info("link %s up (%s)", self.label, "outgoing" if self.outgoing else "incoming")
+        self.router.link_up(self)
+        if self.on_up is not None:
+            self.on_up(self)
+        return rest
+
+    # --- Sending ---
+    def send_packets(self, packets: list[bytes], *, control: bool = False) -> None:
+        """Seal and send mesh packets; data is dropped while the send buffer is over its mark."""
+        if not self.is_up or self._sealer is None or self.transport is None:
+            return
+        if self.congested_since is not None and not control:
+            self.packets_dropped += len(packets)
+            return
+        wire = self._sealer.seal_batch(packets)
+        self.bytes_sent += len(wire)
+        self.transport.write(wire)
+
+    def send_data(self, ip_packets: list[bytes], timestamp_ms: int) -> None:
+        """Wrap this node's IP packets as cmd-3 mesh packets, seal and send them in one write."""
+        if not self.is_up or self._sealer is None or self.transport is None:
+            return
+        if self.congested_since is not None:
+            self.packets_dropped += len(ip_packets)
+            return
+        wire = self._sealer.seal_data_batch(ip_packets, timestamp_ms)
+        self.bytes_sent += len(wire)
+        self.transport.write(wire)
+
+    def close(self, reason: str) -> None:
+        if self._close_reason is None:
+            self._close_reason = reason
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class PendingHandshakes:
+    """Bounds the unauthenticated incoming connections of a node: the oldest gives way."""
+
+    def __init__(self, limit: int = tuning.MAX_PENDING_HANDSHAKES) -> None:
+        self.limit = limit
+        self._links: OrderedDict[LegacyTcpLink, None] = OrderedDict()
+
+    def add(self, link: LegacyTcpLink) -> None:
+        while len(self._links) >= self.limit:
+            oldest, _ = self._links.popitem(last=False)
+            oldest.close("too many unauthenticated connections; oldest closed")
+        self._links[link] = None
+        link.closed.add_done_callback(lambda _: self._links.pop(link, None))
+        link.on_handshake_done = self.discard
+
+    def discard(self, link: LegacyTcpLink) -> None:
+        self._links.pop(link, None)
+
+    def __len__(self) -> int:
+        return len(self._links)
+
+
+async def listen(
+    port: int,
+    make_link: Callable[[], LegacyTcpLink],
+    pending: PendingHandshakes,
+    host: str | None = None,
+) -> asyncio.Server:
+    """Accept links on every address (IPv4 and IPv6) of `port`."""
+    loop = asyncio.get_running_loop()
+
+    def factory() -> LegacyTcpLink:
+        link = make_link()
+        pending.add(link)
+        return link
+
+    try:
+        return await loop.create_server(factory, host=host, port=port, reuse_address=True)
+    except OSError as error:
+        if error.errno == 98 or "address already in use" in str(error).lower():
+            raise StartupError(f"port {port} is already in use") from None
+        raise StartupError(f"cannot listen on port {port}: {error.strerror or error}") from None
+
+
+async def dial_forever(
+    host: str,
+    port: int,
+    make_link: Callable[[], LegacyTcpLink],
+    stopping: asyncio.Event,
+) -> None:
+    """Keep one outgoing link to host:port up, redialling after a random 5-10 s when it fails."""
+    loop = asyncio.get_running_loop()
+    failures = 0
+    while not stopping.is_set():
+        reason = await _dial_once(loop, host, port, make_link)
+        if reason is not None:
+            failures += 1
+            # The first failure of a series is worth a line; repeats every 5-10 s are not.
+            level = logging.INFO if failures == 1 else logging.DEBUG
+            log.log(level, "link to %s:%d: %s; redialling in 5-10 s", host, port, reason)
+        else:
+            failures = 0
+        delay = random.uniform(tuning.REDIAL_MIN_S, tuning.REDIAL_MAX_S)
+        try:
+            await asyncio.wait_for(stopping.wait(), delay)
+        except TimeoutError:
+            pass
+
+
+async def _dial_once(
+    loop: asyncio.AbstractEventLoop, host: str, port: int, make_link: Callable[[], LegacyTcpLink]
+) -> str | None:
+    """One connection attempt, held until it closes. Returns why it failed, or None if it was up."""
+    try:
+        # Resolved anew on every dial, without blocking the loop.
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as error:
+        return f"cannot resolve {host}: {error.strerror or error}"
+    last_error = "no address"
+    for family, type_, proto, _, address in infos:
+        try:
+            _, link = await asyncio.wait_for(
+                loop.create_connection(make_link, host=address[0], port=address[1]),
+                tuning.CONNECT_TIMEOUT_S,
+            )
+        except TimeoutError:
+            last_error = f"no answer from {address[0]} within {tuning.CONNECT_TIMEOUT_S:g} s"
+            continue
+        except OSError as error:
+            last_error = f"cannot connect to {address[0]}: {error.strerror or error}"
+            continue
+        reason = await asyncio.shield(link.closed)
+        return None if link.up_since is not None else reason
+    return last_error

@@ -1,0 +1,302 @@
+"""The node: wires links, router, TUN device and host routes together, and is the Python API.
+
+    async with smolmesh.Node(config, tun=False) as node:
+        node.send(ip_packet)                 # into the mesh, as if read from a TUN device
+        packet = await node.receive()        # an IP packet addressed to this node
+
+Several nodes may run in one event loop; none of them touches global state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import random
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from smolmesh import _core, tuning
+from smolmesh.config import Config, LegacyTcpConnect, LegacyTcpListen, parse_config
+from smolmesh.links.legacy_tcp import LegacyTcpLink, PendingHandshakes, dial_forever, listen
+from smolmesh.router import Router, format_address, now_ms
+
+log = logging.getLogger("smolmesh.node")
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    """A snapshot of one link that is up."""
+
+    peer: str
+    outgoing: bool
+    up_since: float
+    bytes_sent: int
+    bytes_received: int
+    packets_dropped: int
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    """A snapshot of one route: where packets to `address` go."""
+
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    via: str  # the peer of the link in use
+    name: str | None  # the node name, for a node's own address
+    backup_paths: int  # other links the address was heard over
+
+
+class Node:
+    """A smolmesh node. `config` is a `smolmesh.Config` or a dict of the JSON config's shape.
+
+    `tun`: None follows the config's `linux_tuntap`; False runs without a TUN device (packets for
+    this node wait in `receive()`); True requires one.
+    """
+
+    def __init__(self, config: Config | Mapping[str, Any], *, tun: bool | None = None) -> None:
+        if not isinstance(config, Config):
+            config = parse_config(config, "config")
+        self.config = config
+        self.address_bytes = _core.name_to_ipv6(config.node_name)
+        self.address = ipaddress.IPv6Address(self.address_bytes)
+        self.ipv4_addresses = [ipaddress.IPv4Address(a) for a in config.ipv4_addresses]
+        self.use_tun = config.linux_tuntap if tun is None else tun
+        local = [self.address_bytes] + [a.packed for a in self.ipv4_addresses]
+        self.router = Router(local, self._deliver, self._route_changed)
+        self._received: deque[bytes] = deque(maxlen=tuning.RECEIVE_QUEUE_LIMIT)
+        self._received_event = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._pending = PendingHandshakes()
+        self._servers: list[asyncio.Server] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._all_links: set[LegacyTcpLink] = set()
+        self._reannounce: asyncio.TimerHandle | None = None
+        self._tun: Any = None
+        self._host: Any = None
+        self.started = False
+
+    # --- Lifecycle ---
+    async def start(self) -> None:
+        if self.started:
+            return
+        try:
+            if self.use_tun:
+                self._open_tun()
+            for transport in self.config.transports:
+                if isinstance(transport, LegacyTcpListen):
+                    psks = [key.encode() for key in transport.keys]
+                    server = await listen(
+                        transport.port, lambda psks=psks: self._new_link(psks, False), self._pending
+                    )
+                    self._servers.append(server)
+            for transport in self.config.transports:
+                if isinstance(transport, LegacyTcpConnect):
+                    psks = [transport.key.encode()]
+                    task = asyncio.create_task(
+                        dial_forever(
+                            transport.host,
+                            transport.port,
+                            lambda psks=psks: self._new_link(psks, True),
+                            self._stopping,
+                        )
+                    )
+                    self._tasks.append(task)
+        except BaseException:
+            await self.stop()
+            raise
+        self._tasks.append(asyncio.create_task(self._announce_forever()))
+        self._tasks.append(asyncio.create_task(self._maintain_forever()))
+        self.started = True
+        log.info("node %s up as %s", self.config.node_name, self.address)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._reannounce is not None:
+            self._reannounce.cancel()
+        for server in self._servers:
+            server.close()
+        for link in list(self._all_links):
+            link.close("node stopping")
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+        self._tasks.clear()
+        self._close_tun()
+        if self.started:
+            log.info("node %s stopped", self.config.node_name)
+        self.started = False
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # --- Views ---
+    @property
+    def links(self) -> list[LinkInfo]:
+        return [
+            LinkInfo(
+                peer=link.label,
+                outgoing=link.outgoing,
+                up_since=link.up_since or 0.0,
+                bytes_sent=link.bytes_sent,
+                bytes_received=link.bytes_received,
+                packets_dropped=link.packets_dropped,
+            )
+            for link in self.router.links
+        ]
+
+    @property
+    def routes(self) -> Mapping[ipaddress.IPv4Address | ipaddress.IPv6Address, RouteInfo]:
+        table = {}
+        for address, route in self.router.routes.items():
+            ip = ipaddress.ip_address(address)
+            table[ip] = RouteInfo(ip, route.link.label, route.name, len(route.paths) - 1)
+        return MappingProxyType(table)
+
+    @property
+    def listening_ports(self) -> list[int]:
+        ports = {sock.getsockname()[1] for server in self._servers for sock in server.sockets}
+        return sorted(ports)
+
+    # --- Data through the API ---
+    def send(self, ip_packet: bytes) -> bool:
+        """Send one IP packet into the mesh; False if there is no route to its destination."""
+        return self.router.route_packets([ip_packet], now_ms()) == 1
+
+    async def receive(self) -> bytes:
+        """The next IP packet addressed to this node (when it runs without a TUN device)."""
+        while not self._received:
+            self._received_event.clear()
+            await self._received_event.wait()
+        return self._received.popleft()
+
+    def _deliver(self, mesh_packets: list[bytes]) -> None:
+        header = _core.HEADER_LEN
+        if self._tun is not None:
+            write = self._tun.write
+            for packet in mesh_packets:
+                write(memoryview(packet)[header:])
+            return
+        self._received.extend(packet[header:] for packet in mesh_packets)
+        self._received_event.set()
+
+    # --- Links ---
+    def _new_link(self, psks: list[bytes], outgoing: bool) -> LegacyTcpLink:
+        link = LegacyTcpLink(self.router, psks, outgoing=outgoing)
+        link.on_up = self._link_changed
+        link.on_down = lambda link, reason: self._link_changed(link)
+        self._all_links.add(link)
+        link.closed.add_done_callback(lambda _: self._all_links.discard(link))
+        return link
+
+    def _link_changed(self, link: LegacyTcpLink) -> None:
+        """Announce again soon, so the mesh learns the new paths without waiting for the period."""
+        if self._stopping.is_set() or self._reannounce is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._reannounce = loop.call_later(tuning.REANNOUNCE_HOLDOFF_S, self._announce_now)
+
+    # --- Periodic work ---
+    def _announce_now(self) -> None:
+        self._reannounce = None
+        stamp = now_ms()
+        packets = [_core.make_packet(stamp, _core.CMD_NAME, self.config.node_name.encode())]
+        packets += [_core.make_packet(stamp, _core.CMD_IPV4, a.packed) for a in self.ipv4_addresses]
+        self.router.announce(packets)
+
+    async def _announce_forever(self) -> None:
+        while True:
+            self._announce_now()
+            await asyncio.sleep(random.uniform(tuning.ANNOUNCE_MIN_S, tuning.ANNOUNCE_MAX_S))
+
+    async def _maintain_forever(self) -> None:
+        while True:
+            await asyncio.sleep(tuning.MAINTENANCE_PERIOD_S)
+            self.router.expire()
+            stalled_before = time.monotonic() - tuning.STALL_TIMEOUT_S
+            for link in list(self.router.links):
+                since = link.congested_since  # type: ignore[attr-defined]
+                if since is not None and since < stalled_before:
+                    link.close("stalled: the peer reads nothing")  # type: ignore[attr-defined]
+
+    # --- TUN device and host routes ---
+    def _open_tun(self) -> None:
+        if not sys.platform.startswith("linux"):
+            from smolmesh.errors import StartupError
+
+            raise StartupError("TUN devices are supported on Linux only; set linux_tuntap to false")
+        from smolmesh.netlink import HostRoutes
+        from smolmesh.tun.linux import LinuxTun
+
+        mtu = self.config.mtu or tuning.DEFAULT_MTU
+        self._tun = LinuxTun.open(self.config.tun_name, mtu=mtu)
+        self._host = HostRoutes(self.config.tun_name)
+        self._host.setup(mtu, self.address_bytes, [a.packed for a in self.ipv4_addresses])
+        asyncio.get_running_loop().add_reader(self._tun.fileno(), self._on_tun_readable)
+
+    def _close_tun(self) -> None:
+        if self._tun is None:
+            return
+        try:
+            asyncio.get_running_loop().remove_reader(self._tun.fileno())
+        except (RuntimeError, ValueError, OSError):
+            pass
+        if self._host is not None:
+            self._host.close()
+            self._host = None
+        self._tun.close()
+        self._tun = None
+
+    def _on_tun_readable(self) -> None:
+        packets = self._tun.read_batch(tuning.TUN_READ_BATCH)
+        if packets:
+            self.router.route_packets(packets, now_ms())
+
+    def _route_changed(self, address: bytes, link: object) -> None:
+        if self._host is None:
+            return
+        try:
+            if link is None:
+                self._host.remove_route(address)
+            else:
+                self._host.add_route(address)
+        except OSError as error:
+            log.warning("host route to %s: %s", format_address(address), error)
+
+
+def run_meshnode(config: Config, log_level: str | None = None) -> int:
+    """The `smolmesh meshnode` command: run a node until SIGINT or SIGTERM."""
+    level = (log_level or config.log_level or "INFO").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def main() -> None:
+        node = Node(config)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await node.start()
+        try:
+            await stop.wait()
+        finally:
+            await node.stop()
+
+    try:
+        import uvloop
+    except ImportError:  # Windows: the standard loop
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
+    return 0
