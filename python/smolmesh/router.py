@@ -62,6 +62,7 @@ class Route:
     link: Link
     timestamp_ms: int  # of the announcement that chose `link`
     name: str | None = None  # the node name, for addresses announced by cmd 0
+    announcement: bytes = b""  # the freshest announcement packet, replayed to new links
     # link -> (newest announcement timestamp heard over it, monotonic time heard)
     paths: dict[Link, tuple[int, float]] = field(default_factory=dict)
 
@@ -88,7 +89,15 @@ class Router:
 
     # --- Links ---
     def link_up(self, link: Link) -> None:
+        """Add a link, and tell its peer every route we know at once.
+
+        The announcements replayed are the originals, unchanged and inside their 3-minute window,
+        so the peer learns the mesh now instead of over the next 5-10 s of floods.
+        """
         self.links.append(link)
+        known = [route.announcement for route in self.routes.values() if route.announcement]
+        if known:
+            link.send_packets(known, control=True)
 
     def link_down(self, link: Link) -> None:
         """Forget a link; move its routes to the freshest backup path, or drop them."""
@@ -133,8 +142,8 @@ class Router:
                         outgoing[link] = [packet]
                     else:
                         batch.append(packet)
-            elif self._learn(source, cmd, timestamp, key, packet is not None):
-                flood.append(packet)
+            elif self._learn(source, cmd, timestamp, key, packet):
+                flood.append(packet)  # type: ignore[arg-type]  # fresh: not None
         if to_deliver:
             self._deliver(to_deliver)
         for link, batch in outgoing.items():
@@ -171,8 +180,14 @@ class Router:
             link.send_packets(packets, control=True)
 
     # --- Routing state ---
-    def _learn(self, source: Link, cmd: int, timestamp: int, key: bytes, fresh: bool) -> bool:
-        """Take an announcement into account; True if it should be flooded on."""
+    def _learn(
+        self, source: Link, cmd: int, timestamp: int, key: bytes, packet: bytes | None
+    ) -> bool:
+        """Take an announcement into account; True if it should be flooded on.
+
+        `packet` is None for a duplicate: it only adds `source` as a backup path.
+        """
+        fresh = packet is not None
         name = None
         if cmd == CMD_NAME:
             try:
@@ -196,7 +211,7 @@ class Router:
                     log.warning("route table full (%d addresses); ignoring new ones", len(self.routes))
                     self._route_limit_logged = True
                 return True
-            route = Route(link=source, timestamp_ms=timestamp, name=name)
+            route = Route(link=source, timestamp_ms=timestamp, name=name, announcement=packet)
             route.paths[source] = (timestamp, heard_at)
             self.routes[address] = route
             self.next_hop[address] = source
@@ -206,8 +221,9 @@ class Router:
         previous = route.paths.get(source)
         if previous is None or timestamp >= previous[0]:
             route.paths[source] = (timestamp, heard_at)
-        if fresh and timestamp > route.timestamp_ms:
+        if packet is not None and timestamp > route.timestamp_ms:
             route.timestamp_ms = timestamp
+            route.announcement = packet
             if route.link is not source:
                 old = route.link
                 route.link = source
