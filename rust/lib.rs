@@ -1,0 +1,21 @@
+//! smolmesh's per-byte and per-packet core: Speck128/128, multispeck, the legacy_tcp link codec,
+//! mesh packet triage and the duplicate filter. Sans-IO: bytes and `now_ms` in, bytes out.
+//!
+//! Only `python` touches pyo3; everything else is plain Rust, tested with `cargo test`.
+
+pub mod address;
+pub mod constants;
+pub mod dedup;
+pub mod error;
+pub mod link;
+pub mod multispeck;
+pub mod packet;
+pub mod speck;
+
+#[cfg(feature = "python")]
+mod python;
+
+#[cfg(test)]
+mod test_vectors;
+
+pub use error::Error;

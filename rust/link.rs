@@ -1,0 +1,451 @@
+//! The legacy_tcp link (PROTOCOL.md §2): the handshake, and the frames of each direction.
+//!
+//! Theory of operation. Each direction of a link has its own IV, chosen by its sender, and from
+//! it an `enc_key` and a `mac_key`. The sender turns each mesh packet `m` into the plaintext
+//! `len(m) u16 || m || multispeck(mac_key, m)` and XORs it with the direction's keystream, which
+//! runs on from frame to frame. So the receiver can decrypt every byte as it arrives, whatever
+//! the framing; `Opener` does exactly that and keeps only the decrypted tail of an unfinished
+//! frame. After a MAC mismatch nothing that follows can be trusted, so the opener stays failed.
+
+use crate::constants::{HELLO_LEN, IV_LEN, KEY_LEN, LENGTH_LEN, MAC_LEN, MAX_PACKET_LEN};
+use crate::error::Error;
+use crate::multispeck::{multispeck, MacKey};
+use crate::packet::write_header;
+use crate::speck::Keystream;
+
+pub fn keyfinder(psk: &[u8], iv: &[u8; IV_LEN]) -> [u8; MAC_LEN] {
+    multispeck(&[psk, iv, b"keyfinder"])
+}
+
+/// `iv || keyfinder(psk, iv)`: what each side sends first.
+pub fn make_hello(psk: &[u8], iv: &[u8; IV_LEN]) -> [u8; HELLO_LEN] {
+    let mut hello = [0u8; HELLO_LEN];
+    hello[..IV_LEN].copy_from_slice(iv);
+    hello[IV_LEN..].copy_from_slice(&keyfinder(psk, iv));
+    hello
+}
+
+/// Index of the first PSK whose keyfinder matches the peer's hello.
+pub fn find_psk(hello: &[u8; HELLO_LEN], psks: &[&[u8]]) -> Option<usize> {
+    let (iv, theirs) = hello.split_at(IV_LEN);
+    let iv: &[u8; IV_LEN] = iv.try_into().expect("16 bytes");
+    psks.iter()
+        .position(|psk| equal_in_constant_time(&keyfinder(psk, iv), theirs))
+}
+
+/// `(enc_key, mac_key)` of the direction whose sender chose `iv`.
+pub fn derive_keys(psk: &[u8], iv: &[u8; IV_LEN]) -> ([u8; KEY_LEN], [u8; KEY_LEN]) {
+    (
+        multispeck(&[psk, iv, b"enc_key"]),
+        multispeck(&[psk, iv, b"mac_key"]),
+    )
+}
+
+fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Bytes on the wire of a frame carrying a packet of `packet_len` bytes.
+pub const fn frame_len(packet_len: usize) -> usize {
+    LENGTH_LEN + packet_len + MAC_LEN
+}
+
+/// Seals mesh packets into frames for the direction whose IV we chose.
+#[derive(Clone)]
+pub struct Sealer {
+    keystream: Keystream,
+    mac: MacKey,
+}
+
+impl Sealer {
+    pub fn new(psk: &[u8], iv: &[u8; IV_LEN]) -> Self {
+        let (enc_key, mac_key) = derive_keys(psk, iv);
+        Sealer {
+            keystream: Keystream::new(&enc_key),
+            mac: MacKey::new(&mac_key),
+        }
+    }
+
+    /// Wire bytes of `packets` sealed, or `PacketTooLong` for the first that cannot be.
+    /// `extra` is added to each packet's length (the data header of `seal_data_batch_into`).
+    pub fn sealed_len(
+        packet_lens: impl Iterator<Item = usize>,
+        extra: usize,
+    ) -> Result<usize, Error> {
+        packet_lens
+            .map(|len| len + extra)
+            .try_fold(0, |total, len| {
+                if len > MAX_PACKET_LEN {
+                    Err(Error::PacketTooLong(len))
+                } else {
+                    Ok(total + frame_len(len))
+                }
+            })
+    }
+
+    pub fn seal(&mut self, packet: &[u8]) -> Result<Vec<u8>, Error> {
+        self.seal_batch(&[packet])
+    }
+
+    pub fn seal_batch(&mut self, packets: &[&[u8]]) -> Result<Vec<u8>, Error> {
+        let mut out = vec![0u8; Self::sealed_len(packets.iter().map(|p| p.len()), 0)?];
+        self.seal_batch_into(packets, &mut out);
+        Ok(out)
+    }
+
+    /// Seals `packets` into `out`, which must be exactly `sealed_len` bytes: the caller has
+    /// checked the lengths, so nothing here can fail and desynchronise the keystream.
+    pub fn seal_batch_into(&mut self, packets: &[&[u8]], out: &mut [u8]) {
+        let mut at = 0;
+        for packet in packets {
+            out[at..at + LENGTH_LEN].copy_from_slice(&(packet.len() as u16).to_le_bytes());
+            out[at + LENGTH_LEN..][..packet.len()].copy_from_slice(packet);
+            at += frame_len(packet.len());
+        }
+        self.finish(out);
+    }
+
+    /// Wraps each IP packet as `timestamp_ms || 3 || ip_packet` and seals them into `out`, which
+    /// must be exactly `sealed_len(ip lengths, HEADER_LEN)` bytes.
+    pub fn seal_data_batch_into(
+        &mut self,
+        ip_packets: &[&[u8]],
+        timestamp_ms: u64,
+        out: &mut [u8],
+    ) {
+        use crate::constants::{CMD_DATA, HEADER_LEN};
+        let mut at = 0;
+        for ip in ip_packets {
+            let len = HEADER_LEN + ip.len();
+            out[at..at + LENGTH_LEN].copy_from_slice(&(len as u16).to_le_bytes());
+            let body = &mut out[at + LENGTH_LEN..][..len];
+            write_header(body, timestamp_ms, CMD_DATA);
+            body[HEADER_LEN..].copy_from_slice(ip);
+            at += frame_len(len);
+        }
+        self.finish(out);
+    }
+
+    pub fn seal_data_batch(
+        &mut self,
+        ip_packets: &[&[u8]],
+        timestamp_ms: u64,
+    ) -> Result<Vec<u8>, Error> {
+        let lens = ip_packets.iter().map(|p| p.len());
+        let mut out = vec![0u8; Self::sealed_len(lens, crate::constants::HEADER_LEN)?];
+        self.seal_data_batch_into(ip_packets, timestamp_ms, &mut out);
+        Ok(out)
+    }
+
+    /// `out` holds plaintext frames with room for their MACs: fill in the MACs, then encrypt.
+    fn finish(&mut self, out: &mut [u8]) {
+        let bodies = frame_bodies(out, out.len()).0;
+        let macs = self
+            .mac
+            .mac_many(&bodies.iter().map(|r| &out[r.clone()]).collect::<Vec<_>>());
+        for (body, mac) in bodies.iter().zip(macs) {
+            out[body.end..body.end + MAC_LEN].copy_from_slice(&mac);
+        }
+        self.keystream.apply(out);
+    }
+}
+
+/// Body ranges of the complete frames at the start of `plain[..end]`, and where they stop.
+fn frame_bodies(plain: &[u8], end: usize) -> (Vec<std::ops::Range<usize>>, usize) {
+    let mut bodies = Vec::new();
+    let mut at = 0;
+    while end - at >= LENGTH_LEN {
+        let len = u16::from_le_bytes([plain[at], plain[at + 1]]) as usize;
+        if end - at < frame_len(len) {
+            break;
+        }
+        bodies.push(at + LENGTH_LEN..at + LENGTH_LEN + len);
+        at += frame_len(len);
+    }
+    (bodies, at)
+}
+
+/// Opens the frames of the direction whose IV the peer chose, fed the stream in any pieces.
+#[derive(Clone)]
+pub struct Opener {
+    keystream: Keystream,
+    mac: MacKey,
+    /// Decrypted stream bytes; those before `consumed` were returned by the last `feed`.
+    plain: Vec<u8>,
+    consumed: usize,
+    failed: bool,
+}
+
+/// Above this the buffer shrinks back once a big chunk has been read.
+const KEEP_CAPACITY: usize = 1 << 20;
+
+impl Opener {
+    pub fn new(psk: &[u8], iv: &[u8; IV_LEN]) -> Self {
+        let (enc_key, mac_key) = derive_keys(psk, iv);
+        Opener {
+            keystream: Keystream::new(&enc_key),
+            mac: MacKey::new(&mac_key),
+            plain: Vec::new(),
+            consumed: 0,
+            failed: false,
+        }
+    }
+
+    /// Bytes of an unfinished frame held back (at most one frame's worth).
+    pub fn buffered(&self) -> usize {
+        self.plain.len() - self.consumed
+    }
+
+    /// Every complete, verified packet the stream holds after `chunk`, in order.
+    /// A MAC mismatch fails this call and every later one.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<&[u8]>, Error> {
+        if self.failed {
+            return Err(Error::BadMac);
+        }
+        self.plain.drain(..self.consumed);
+        self.consumed = 0;
+        if self.plain.capacity() > KEEP_CAPACITY && self.plain.len() + chunk.len() < KEEP_CAPACITY {
+            self.plain.shrink_to(KEEP_CAPACITY);
+        }
+        let old_len = self.plain.len();
+        self.plain.extend_from_slice(chunk);
+        self.keystream.apply(&mut self.plain[old_len..]);
+
+        let (bodies, end) = frame_bodies(&self.plain, self.plain.len());
+        let plain = &self.plain;
+        let packets: Vec<&[u8]> = bodies.iter().map(|r| &plain[r.clone()]).collect();
+        let macs = self.mac.mac_many(&packets);
+        let all_good = bodies.iter().zip(&macs).fold(true, |good, (body, mac)| {
+            good & equal_in_constant_time(mac, &plain[body.end..body.end + MAC_LEN])
+        });
+        if !all_good {
+            self.failed = true;
+            return Err(Error::BadMac);
+        }
+        self.consumed = end;
+        Ok(packets)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_vectors::{hex, vectors};
+
+    fn iv(v: &serde_json::Value) -> [u8; IV_LEN] {
+        hex(v).try_into().unwrap()
+    }
+
+    #[test]
+    fn handshake_vectors() {
+        for v in vectors()["handshake"].as_array().unwrap() {
+            let (psk, iv) = (hex(&v["psk"]), iv(&v["iv"]));
+            let (enc_key, mac_key) = derive_keys(&psk, &iv);
+            assert_eq!(keyfinder(&psk, &iv).to_vec(), hex(&v["keyfinder"]));
+            assert_eq!(enc_key.to_vec(), hex(&v["enc_key"]));
+            assert_eq!(mac_key.to_vec(), hex(&v["mac_key"]));
+            let hello = make_hello(&psk, &iv);
+            assert_eq!(find_psk(&hello, &[b"wrong", &psk, &psk]), Some(1));
+            assert_eq!(find_psk(&hello, &[b"wrong"]), None);
+        }
+    }
+
+    struct StreamVector {
+        psk: Vec<u8>,
+        iv: [u8; IV_LEN],
+        packets: Vec<Vec<u8>>,
+        wire: Vec<u8>,
+    }
+
+    fn stream_vectors() -> Vec<StreamVector> {
+        let all = vectors()["stream"].as_array().unwrap();
+        all.iter()
+            .map(|v| StreamVector {
+                psk: hex(&v["psk"]),
+                iv: iv(&v["iv"]),
+                packets: v["packets"].as_array().unwrap().iter().map(hex).collect(),
+                wire: hex(&v["wire"]),
+            })
+            .collect()
+    }
+
+    fn refs(packets: &[Vec<u8>]) -> Vec<&[u8]> {
+        packets.iter().map(Vec::as_slice).collect()
+    }
+
+    #[test]
+    fn stream_vectors_seal() {
+        for v in stream_vectors() {
+            let frames = &v.wire[HELLO_LEN..];
+            assert_eq!(v.wire[..HELLO_LEN], make_hello(&v.psk, &v.iv));
+            assert_eq!(
+                Sealer::new(&v.psk, &v.iv)
+                    .seal_batch(&refs(&v.packets))
+                    .unwrap(),
+                frames
+            );
+            let mut one_by_one = Sealer::new(&v.psk, &v.iv);
+            let sealed: Vec<u8> = v
+                .packets
+                .iter()
+                .flat_map(|p| one_by_one.seal(p).unwrap())
+                .collect();
+            assert_eq!(sealed, frames);
+        }
+    }
+
+    fn open_in_pieces(v: &StreamVector, cuts: &[usize]) -> Vec<Vec<u8>> {
+        let frames = &v.wire[HELLO_LEN..];
+        let mut opener = Opener::new(&v.psk, &v.iv);
+        let mut got = Vec::new();
+        let mut from = 0;
+        for &cut in cuts.iter().chain([frames.len()].iter()) {
+            got.extend(
+                opener
+                    .feed(&frames[from..cut])
+                    .unwrap()
+                    .into_iter()
+                    .map(<[u8]>::to_vec),
+            );
+            assert!(opener.buffered() <= frame_len(MAX_PACKET_LEN));
+            from = cut;
+        }
+        assert_eq!(opener.buffered(), 0);
+        got
+    }
+
+    #[test]
+    fn stream_vectors_open_split_at_every_offset() {
+        for v in stream_vectors() {
+            let len = v.wire.len() - HELLO_LEN;
+            assert_eq!(open_in_pieces(&v, &[]), v.packets);
+            for cut in 0..=len {
+                assert_eq!(open_in_pieces(&v, &[cut]), v.packets, "cut at {cut}");
+            }
+            let every_byte: Vec<usize> = (1..len).collect();
+            assert_eq!(open_in_pieces(&v, &every_byte), v.packets);
+            for (a, b) in [(1, 2), (3, 40), (17, 18), (2, len - 1)] {
+                assert_eq!(open_in_pieces(&v, &[a, b]), v.packets);
+            }
+        }
+    }
+
+    fn sample_packets() -> Vec<Vec<u8>> {
+        (0..50usize)
+            .map(|i| (0..(i * 131) % 1500).map(|j| (i ^ j) as u8).collect())
+            .collect()
+    }
+
+    #[test]
+    fn sealer_and_opener_agree_across_batches() {
+        let packets = sample_packets();
+        let mut sealer = Sealer::new(b"psk", &[7; IV_LEN]);
+        let mut wire = sealer.seal_batch(&refs(&packets[..20])).unwrap();
+        wire.extend(sealer.seal_batch(&refs(&packets[20..])).unwrap());
+        let mut opener = Opener::new(b"psk", &[7; IV_LEN]);
+        let mut got = Vec::new();
+        // Uneven pieces: some hold many frames, some end inside a length or a MAC.
+        let mut from = 0;
+        for (n, size) in [1usize, 5000, 3, 17, 9000, 1].iter().cycle().enumerate() {
+            let to = (from + size + n).min(wire.len());
+            got.extend(
+                opener
+                    .feed(&wire[from..to])
+                    .unwrap()
+                    .into_iter()
+                    .map(<[u8]>::to_vec),
+            );
+            from = to;
+            if from == wire.len() {
+                break;
+            }
+        }
+        assert_eq!(got, packets);
+    }
+
+    #[test]
+    fn data_batch_is_header_then_ip_packet() {
+        let ips = [vec![0x45; 28], vec![0x60; 48], vec![]];
+        let mut batch = Sealer::new(b"k", &[1; IV_LEN]);
+        let wire = batch
+            .seal_data_batch(&refs(&ips), 0x0102_0304_0506)
+            .unwrap();
+        let mut opener = Opener::new(b"k", &[1; IV_LEN]);
+        let got = opener.feed(&wire).unwrap();
+        assert_eq!(got.len(), 3);
+        for (packet, ip) in got.iter().zip(&ips) {
+            assert_eq!(
+                crate::packet::parse_header(packet),
+                Some((0x0102_0304_0506, 3))
+            );
+            assert_eq!(&packet[9..], ip.as_slice());
+        }
+    }
+
+    #[test]
+    fn too_long_packet_is_refused_without_touching_the_stream() {
+        let mut sealer = Sealer::new(b"k", &[1; IV_LEN]);
+        let big = vec![0u8; MAX_PACKET_LEN + 1];
+        assert_eq!(
+            sealer.seal(&big),
+            Err(Error::PacketTooLong(MAX_PACKET_LEN + 1))
+        );
+        let just_fits = vec![0u8; MAX_PACKET_LEN - 9];
+        assert!(sealer.seal_data_batch(&[&just_fits], 1).is_ok());
+        assert!(sealer
+            .seal_data_batch(&[&big[..MAX_PACKET_LEN - 8]], 1)
+            .is_err());
+        let wire = sealer.seal(b"after").unwrap();
+        let mut fresh = Sealer::new(b"k", &[1; IV_LEN]);
+        fresh.seal_data_batch(&[&just_fits], 1).unwrap();
+        assert_eq!(fresh.seal(b"after").unwrap(), wire);
+    }
+
+    #[test]
+    fn every_bit_flip_is_caught_and_the_failure_sticks() {
+        let packets = sample_packets()[..4].to_vec();
+        let wire = Sealer::new(b"psk", &[3; IV_LEN])
+            .seal_batch(&refs(&packets))
+            .unwrap();
+        for byte in 0..wire.len() {
+            for bit in [0, 3, 7] {
+                let mut bad = wire.clone();
+                bad[byte] ^= 1 << bit;
+                let mut opener = Opener::new(b"psk", &[3; IV_LEN]);
+                // A flip in a length may leave the stream waiting for more instead of failing.
+                match opener.feed(&bad) {
+                    Err(Error::BadMac) => {}
+                    Ok(got) => {
+                        assert!(got.len() < packets.len(), "flip at {byte}.{bit} not caught");
+                        assert_eq!(got, refs(&packets[..got.len()]));
+                        let got = got.len();
+                        let rest = opener.feed(&vec![0u8; 70000]);
+                        assert_eq!(
+                            rest.map(|r| r.len() + got),
+                            Err(Error::BadMac),
+                            "at {byte}.{bit}"
+                        );
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+                assert_eq!(opener.feed(&wire), Err(Error::BadMac));
+                assert_eq!(opener.feed(b""), Err(Error::BadMac));
+            }
+        }
+    }
+
+    #[test]
+    fn buffers_at_most_one_unfinished_frame() {
+        let big = vec![9u8; MAX_PACKET_LEN];
+        let wire = Sealer::new(b"k", &[0; IV_LEN])
+            .seal_batch(&[&big, &big, b"x"])
+            .unwrap();
+        let mut opener = Opener::new(b"k", &[0; IV_LEN]);
+        let mut count = 0;
+        for piece in wire.chunks(40000) {
+            count += opener.feed(piece).unwrap().len();
+            assert!(opener.buffered() < frame_len(MAX_PACKET_LEN));
+        }
+        assert_eq!((count, opener.buffered()), (3, 0));
+    }
+}
