@@ -212,18 +212,21 @@ impl Opener {
         self.keystream.apply(&mut self.plain[old_len..]);
 
         let (bodies, end) = frame_bodies(&self.plain, self.plain.len());
-        let plain = &self.plain;
-        let packets: Vec<&[u8]> = bodies.iter().map(|r| &plain[r.clone()]).collect();
-        let macs = self.mac.mac_many(&packets);
-        let all_good = bodies.iter().zip(&macs).fold(true, |good, (body, mac)| {
-            good & equal_in_constant_time(mac, &plain[body.end..body.end + MAC_LEN])
-        });
+        let all_good = {
+            let plain = &self.plain;
+            let packets: Vec<&[u8]> = bodies.iter().map(|r| &plain[r.clone()]).collect();
+            let macs = self.mac.mac_many(&packets);
+            bodies.iter().zip(&macs).fold(true, |good, (body, mac)| {
+                good & equal_in_constant_time(mac, &plain[body.end..body.end + MAC_LEN])
+            })
+        };
         if !all_good {
             self.failed = true;
+            self.plain = Vec::new();
             return Err(Error::BadMac);
         }
         self.consumed = end;
-        Ok(packets)
+        Ok(bodies.into_iter().map(|r| &self.plain[r]).collect())
     }
 }
 
@@ -429,6 +432,7 @@ mod tests {
                     Err(e) => panic!("{e}"),
                 }
                 assert_eq!(opener.feed(&wire), Err(Error::BadMac));
+                assert_eq!(opener.buffered(), 0);
                 assert_eq!(opener.feed(b""), Err(Error::BadMac));
             }
         }

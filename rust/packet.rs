@@ -37,6 +37,8 @@ pub fn ip_destination(ip_packet: &[u8]) -> Option<&[u8]> {
 /// address (cmd 1, 2) or the IP destination (cmd 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accepted<'a> {
+    /// Position of the packet in the batch.
+    pub index: usize,
     pub cmd: u8,
     pub timestamp_ms: u64,
     pub key: &'a [u8],
@@ -52,7 +54,8 @@ pub fn triage<'a>(
 ) -> Vec<Accepted<'a>> {
     packets
         .iter()
-        .filter_map(|&packet| {
+        .enumerate()
+        .filter_map(|(index, &packet)| {
             let (timestamp_ms, cmd) = parse_header(packet)?;
             if now_ms.abs_diff(timestamp_ms) > WINDOW_MS || !seen.insert(packet) {
                 return None;
@@ -66,6 +69,7 @@ pub fn triage<'a>(
                 _ => return None,
             };
             Some(Accepted {
+                index,
                 cmd,
                 timestamp_ms,
                 key,
@@ -142,7 +146,10 @@ mod tests {
                 (3, NOW, &[0xfd; 16][..]),
             ]
         );
-        assert!(got.iter().zip(batch).all(|(a, p)| a.packet == p));
+        assert!(got
+            .iter()
+            .enumerate()
+            .all(|(i, a)| a.index == i && a.packet == batch[i]));
         assert!(
             triage(&batch, NOW, &mut seen).is_empty(),
             "all are duplicates now"
@@ -173,7 +180,7 @@ mod tests {
         ];
         let got = triage(&batch, NOW, &mut seen);
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].packet, &edge[..]);
+        assert_eq!((got[0].index, got[0].packet), (3, &edge[..]));
         // Dropped at steps 1 and 2: forgotten. Dropped after step 3: remembered.
         for (packet, remembered) in [(&short, false), (&old, false), (&future, false)] {
             assert_eq!(seen.contains(packet), remembered);

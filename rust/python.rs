@@ -1,0 +1,295 @@
+//! The Python module `smolmesh._core`: the only file that touches pyo3. It converts arguments,
+//! releases the GIL for big batches, and maps `Error` onto the classes of `smolmesh.errors`.
+//! The interface is `python/smolmesh/_core.pyi`.
+
+use crate::constants::*;
+use crate::error::{sized, Error};
+use crate::{address, dedup, link, multispeck, packet, speck};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+
+pyo3::import_exception!(smolmesh.errors, BadMacError);
+
+/// Batches with more bytes than this are worked on with the GIL released.
+const DETACH_BYTES: usize = 16 * 1024;
+
+impl From<Error> for PyErr {
+    fn from(error: Error) -> PyErr {
+        match error {
+            Error::BadMac => BadMacError::new_err(error.to_string()),
+            Error::PacketTooLong(_) | Error::WrongSize { .. } => {
+                PyValueError::new_err(error.to_string())
+            }
+        }
+    }
+}
+
+/// Holds each packet's bytes object, so the slices stay valid with the GIL released.
+fn slices<'a>(packets: &'a [Bound<'_, PyBytes>]) -> Vec<&'a [u8]> {
+    packets.iter().map(|p| p.as_bytes()).collect()
+}
+
+/// Runs `work` with the GIL released when it has at least `DETACH_BYTES` to do.
+fn maybe_detach<T: Send>(py: Python<'_>, bytes: usize, work: impl FnOnce() -> T + Send) -> T {
+    if bytes >= DETACH_BYTES {
+        py.detach(work)
+    } else {
+        work()
+    }
+}
+
+fn as_key(bytes: &[u8]) -> PyResult<[u8; KEY_LEN]> {
+    Ok(sized("key", bytes)?)
+}
+
+fn as_iv(bytes: &[u8]) -> PyResult<[u8; IV_LEN]> {
+    Ok(sized("iv", bytes)?)
+}
+
+#[pyfunction]
+fn ernd(x: u64, y: u64, k: u64) -> (u64, u64) {
+    speck::ernd(x, y, k)
+}
+
+#[pyfunction]
+fn speck_round_keys(key: &[u8]) -> PyResult<Vec<u64>> {
+    Ok(speck::round_keys(&as_key(key)?).to_vec())
+}
+
+#[pyfunction]
+fn speck_encrypt(key: &[u8], x: u64, y: u64) -> PyResult<(u64, u64)> {
+    Ok(speck::encrypt_block(
+        &speck::round_keys(&as_key(key)?),
+        x,
+        y,
+    ))
+}
+
+#[pyfunction]
+fn keystream<'py>(py: Python<'py>, key: &[u8], length: usize) -> PyResult<Bound<'py, PyBytes>> {
+    let mut stream = speck::Keystream::new(&as_key(key)?);
+    PyBytes::new_with(py, length, |out| {
+        maybe_detach(py, length, || stream.apply(out));
+        Ok(())
+    })
+}
+
+#[pyfunction(name = "multispeck")]
+fn multispeck_py<'py>(py: Python<'py>, parts: Vec<Bound<'py, PyBytes>>) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, &multispeck::multispeck(&slices(&parts)))
+}
+
+#[pyfunction]
+fn name_to_ipv6<'py>(name: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    let address = match name.cast::<PyString>() {
+        Ok(text) => address::name_to_ipv6(text.to_str()?.as_bytes()),
+        Err(_) => address::name_to_ipv6(name.extract::<&[u8]>()?),
+    };
+    Ok(PyBytes::new(name.py(), &address))
+}
+
+#[pyfunction]
+fn keyfinder<'py>(py: Python<'py>, psk: &[u8], iv: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    Ok(PyBytes::new(py, &link::keyfinder(psk, &as_iv(iv)?)))
+}
+
+#[pyfunction]
+fn make_hello<'py>(py: Python<'py>, psk: &[u8], iv: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    Ok(PyBytes::new(py, &link::make_hello(psk, &as_iv(iv)?)))
+}
+
+#[pyfunction]
+fn find_psk(hello: &[u8], psks: Vec<Bound<'_, PyBytes>>) -> PyResult<Option<usize>> {
+    Ok(link::find_psk(&sized("hello", hello)?, &slices(&psks)))
+}
+
+#[pyfunction]
+fn derive_keys<'py>(
+    py: Python<'py>,
+    psk: &[u8],
+    iv: &[u8],
+) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+    let (enc_key, mac_key) = link::derive_keys(psk, &as_iv(iv)?);
+    Ok((PyBytes::new(py, &enc_key), PyBytes::new(py, &mac_key)))
+}
+
+#[pyclass(name = "Sealer", module = "smolmesh._core")]
+struct PySealer(link::Sealer);
+
+#[pymethods]
+impl PySealer {
+    #[new]
+    fn new(psk: &[u8], iv: &[u8]) -> PyResult<Self> {
+        Ok(PySealer(link::Sealer::new(psk, &as_iv(iv)?)))
+    }
+
+    fn seal<'py>(&mut self, py: Python<'py>, packet: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+        let len = link::Sealer::sealed_len(std::iter::once(packet.len()), 0)?;
+        PyBytes::new_with(py, len, |out| {
+            self.0.seal_batch_into(&[packet], out);
+            Ok(())
+        })
+    }
+
+    fn seal_batch<'py>(
+        &mut self,
+        py: Python<'py>,
+        packets: Vec<Bound<'py, PyBytes>>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let packets = slices(&packets);
+        let len = link::Sealer::sealed_len(packets.iter().map(|p| p.len()), 0)?;
+        let sealer = &mut self.0;
+        PyBytes::new_with(py, len, |out| {
+            maybe_detach(py, len, || sealer.seal_batch_into(&packets, out));
+            Ok(())
+        })
+    }
+
+    fn seal_data_batch<'py>(
+        &mut self,
+        py: Python<'py>,
+        ip_packets: Vec<Bound<'py, PyBytes>>,
+        timestamp_ms: u64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let ip_packets = slices(&ip_packets);
+        let len = link::Sealer::sealed_len(ip_packets.iter().map(|p| p.len()), HEADER_LEN)?;
+        let sealer = &mut self.0;
+        PyBytes::new_with(py, len, |out| {
+            maybe_detach(py, len, || {
+                sealer.seal_data_batch_into(&ip_packets, timestamp_ms, out)
+            });
+            Ok(())
+        })
+    }
+}
+
+#[pyclass(name = "Opener", module = "smolmesh._core")]
+struct PyOpener(link::Opener);
+
+#[pymethods]
+impl PyOpener {
+    #[new]
+    fn new(psk: &[u8], iv: &[u8]) -> PyResult<Self> {
+        Ok(PyOpener(link::Opener::new(psk, &as_iv(iv)?)))
+    }
+
+    fn feed<'py>(&mut self, py: Python<'py>, chunk: &[u8]) -> PyResult<Bound<'py, PyList>> {
+        let opener = &mut self.0;
+        let packets = maybe_detach(py, chunk.len(), || opener.feed(chunk))?;
+        PyList::new(py, packets.into_iter().map(|p| PyBytes::new(py, p)))
+    }
+
+    #[getter]
+    fn buffered(&self) -> usize {
+        self.0.buffered()
+    }
+}
+
+#[pyfunction]
+fn parse_header(packet: &[u8]) -> Option<(u64, u8)> {
+    packet::parse_header(packet)
+}
+
+#[pyfunction]
+fn ip_destination<'py>(py: Python<'py>, ip_packet: &[u8]) -> Option<Bound<'py, PyBytes>> {
+    packet::ip_destination(ip_packet).map(|address| PyBytes::new(py, address))
+}
+
+#[pyfunction]
+fn make_packet<'py>(
+    py: Python<'py>,
+    timestamp_ms: u64,
+    cmd: u8,
+    payload: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    PyBytes::new_with(py, HEADER_LEN + payload.len(), |out| {
+        packet::write_header(out, timestamp_ms, cmd);
+        out[HEADER_LEN..].copy_from_slice(payload);
+        Ok(())
+    })
+}
+
+#[pyclass(name = "DuplicateFilter", module = "smolmesh._core")]
+struct PyDuplicateFilter(dedup::DuplicateFilter);
+
+#[pymethods]
+impl PyDuplicateFilter {
+    #[new]
+    #[pyo3(signature = (capacity = DUPLICATE_FILTER_CAPACITY, seed = None))]
+    fn new(capacity: usize, seed: Option<&[u8]>) -> PyResult<Self> {
+        let seed = seed.map(|s| sized("seed", s)).transpose()?;
+        Ok(PyDuplicateFilter(dedup::DuplicateFilter::new(
+            capacity, seed,
+        )))
+    }
+
+    fn insert(&mut self, packet: &[u8]) -> bool {
+        self.0.insert(packet)
+    }
+
+    fn __contains__(&self, packet: &[u8]) -> bool {
+        self.0.contains(packet)
+    }
+
+    fn __len__(&self) -> usize {
+        self.0.len()
+    }
+}
+
+#[pyfunction]
+fn triage<'py>(
+    py: Python<'py>,
+    packets: Vec<Bound<'py, PyBytes>>,
+    now_ms: u64,
+    mut seen: PyRefMut<'_, PyDuplicateFilter>,
+) -> PyResult<Bound<'py, PyList>> {
+    let slices = slices(&packets);
+    let bytes = slices.iter().map(|p| p.len()).sum();
+    let filter = &mut seen.0;
+    let accepted = maybe_detach(py, bytes, || packet::triage(&slices, now_ms, filter));
+    let rows = accepted.iter().map(|a| {
+        // The packet goes back as the very bytes object it came in as: no copy.
+        let fields: [Bound<'py, PyAny>; 4] = [
+            a.cmd.into_pyobject(py).expect("int").into_any(),
+            a.timestamp_ms.into_pyobject(py).expect("int").into_any(),
+            PyBytes::new(py, a.key).into_any(),
+            packets[a.index].clone().into_any(),
+        ];
+        PyTuple::new(py, fields).expect("4 fields")
+    });
+    PyList::new(py, rows)
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("HELLO_LEN", HELLO_LEN)?;
+    m.add("IV_LEN", IV_LEN)?;
+    m.add("MAC_LEN", MAC_LEN)?;
+    m.add("HEADER_LEN", HEADER_LEN)?;
+    m.add("MAX_PACKET_LEN", MAX_PACKET_LEN)?;
+    m.add("WINDOW_MS", WINDOW_MS)?;
+    m.add("DUPLICATE_FILTER_CAPACITY", DUPLICATE_FILTER_CAPACITY)?;
+    m.add("CMD_NAME", CMD_NAME)?;
+    m.add("CMD_IPV6", CMD_IPV6)?;
+    m.add("CMD_IPV4", CMD_IPV4)?;
+    m.add("CMD_DATA", CMD_DATA)?;
+    m.add_function(wrap_pyfunction!(ernd, m)?)?;
+    m.add_function(wrap_pyfunction!(speck_round_keys, m)?)?;
+    m.add_function(wrap_pyfunction!(speck_encrypt, m)?)?;
+    m.add_function(wrap_pyfunction!(keystream, m)?)?;
+    m.add_function(wrap_pyfunction!(multispeck_py, m)?)?;
+    m.add_function(wrap_pyfunction!(name_to_ipv6, m)?)?;
+    m.add_function(wrap_pyfunction!(keyfinder, m)?)?;
+    m.add_function(wrap_pyfunction!(make_hello, m)?)?;
+    m.add_function(wrap_pyfunction!(find_psk, m)?)?;
+    m.add_function(wrap_pyfunction!(derive_keys, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_header, m)?)?;
+    m.add_function(wrap_pyfunction!(ip_destination, m)?)?;
+    m.add_function(wrap_pyfunction!(make_packet, m)?)?;
+    m.add_function(wrap_pyfunction!(triage, m)?)?;
+    m.add_class::<PySealer>()?;
+    m.add_class::<PyOpener>()?;
+    m.add_class::<PyDuplicateFilter>()?;
+    Ok(())
+}
