@@ -1,0 +1,288 @@
+"""End-to-end throughput of smolmesh beside wireguard-go and the bare veth, in one run.
+
+Run as root:  python3 benches/e2e.py [--seconds 10] [--mtu 1500] [--smolmesh-mtu N]
+                                     [--only smolmesh,wireguard,veth] [--json PATH]
+
+Each row builds its own network namespaces joined by veth pairs (benches/e2e_lab.py), lays a tunnel
+over them (benches/e2e_tunnels.py), then measures with iperf3 and ping (benches/e2e_measure.py):
+1 and 4 TCP streams for --seconds each, the idle ping RTT, and the CPU seconds the VPN processes
+spent per GB carried (kernel work, such as the veth and TCP itself, is not counted). Everything
+is removed when a row ends, also on error or Ctrl-C. The exit status is 0 when every row ran,
+1 when a row failed, 2 when the bench cannot start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from e2e_lab import BenchError, Lab, veth_address
+from e2e_measure import measure
+from e2e_tunnels import smolmesh, wireguard
+
+GROUPS = ("veth", "wireguard", "smolmesh")
+# tool -> Debian package
+TOOLS = {
+    "iperf3": "iperf3",
+    "ping": "iputils-ping",
+    "ip": "iproute2",
+    "tc": "iproute2",
+    "ss": "iproute2",
+    "wireguard-go": "wireguard-go",
+    "wg": "wireguard-tools",
+}
+WIREGUARD_TOOLS = ("wireguard-go", "wg")
+WIREGUARD_DEFAULT_MTU = 1420  # what wg-quick picks over a 1500-byte link
+REFERENCE_ROW = "wireguard-go @{mtu}"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=10, help="length of each iperf3 run")
+    parser.add_argument("--mtu", type=int, default=1500, help="tunnel MTU of the compared rows")
+    parser.add_argument(
+        "--smolmesh-mtu",
+        type=int,
+        default=None,
+        help="MTU of the 'default MTU' smolmesh row (default: smolmesh's own)",
+    )
+    parser.add_argument(
+        "--only", default=",".join(GROUPS), help="comma-separated subset of: " + ",".join(GROUPS)
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument(
+        "--wait", type=float, default=30.0, help="seconds a smolmesh tunnel may take to answer ping"
+    )
+    args = parser.parse_args(argv)
+    args.only = [g.strip() for g in args.only.split(",") if g.strip()]
+    unknown = set(args.only) - set(GROUPS)
+    if unknown or not args.only:
+        parser.error(f"--only takes some of {','.join(GROUPS)}, not {','.join(sorted(unknown))}")
+    if args.seconds < 1:
+        parser.error("--seconds must be at least 1")
+    return args
+
+
+def missing_packages(groups: list[str]) -> list[str]:
+    needed = [t for t in TOOLS if "wireguard" in groups or t not in WIREGUARD_TOOLS]
+    return sorted({TOOLS[t] for t in needed if shutil.which(t) is None})
+
+
+def host_info() -> dict[str, object]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "kernel": platform.release(),
+        "cpu_model": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "iperf3": _first_line(["iperf3", "--version"]),
+        "wireguard-go": _first_line(["wireguard-go", "--version"]),
+    }
+
+
+def _first_line(argv: list[str]) -> str | None:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.strip().splitlines()[0] if out.strip() else None
+
+
+Row = tuple[str, str, Callable[[Path], dict[str, object]]]  # group, label, measure(log_dir)
+
+
+def plan(args: argparse.Namespace) -> list[Row]:
+    s, mtu = args.seconds, args.mtu
+
+    def veth_row(log_dir: Path) -> dict[str, object]:
+        with Lab(2) as lab:
+            return measure(lab, 0, 1, veth_address(0, 1), s, log_dir)
+
+    def wireguard_row(nodes: int, wg_mtu: int) -> Callable[[Path], dict[str, object]]:
+        def row(log_dir: Path) -> dict[str, object]:
+            with Lab(nodes) as lab:
+                tunnel = wireguard(lab, wg_mtu, log_dir)
+                return {
+                    "mtu": tunnel.mtu,
+                    **measure(lab, 0, nodes - 1, tunnel.addresses[-1], s, log_dir, tunnel.pids),
+                }
+
+        return row
+
+    def smolmesh_row(nodes: int, sm_mtu: int | None) -> Callable[[Path], dict[str, object]]:
+        def row(log_dir: Path) -> dict[str, object]:
+            with Lab(nodes) as lab:
+                tunnel = smolmesh(lab, sm_mtu, log_dir, args.wait)
+                return {
+                    "mtu": tunnel.mtu,
+                    **measure(lab, 0, nodes - 1, tunnel.addresses[-1], s, log_dir, tunnel.pids),
+                }
+
+        return row
+
+    default_label = (
+        "smolmesh @default MTU" if args.smolmesh_mtu is None else f"smolmesh @{args.smolmesh_mtu}"
+    )
+    rows: list[Row] = [
+        ("veth", "bare veth", veth_row),
+        ("wireguard", REFERENCE_ROW.format(mtu=mtu), wireguard_row(2, mtu)),
+        ("smolmesh", f"smolmesh @{mtu}", smolmesh_row(2, mtu)),
+        ("smolmesh", default_label, smolmesh_row(2, args.smolmesh_mtu)),
+        ("smolmesh", f"smolmesh 3-node chain @{mtu}", smolmesh_row(3, mtu)),
+        ("wireguard", f"wireguard-go 3-node chain @{mtu}", wireguard_row(3, mtu)),
+    ]
+    if mtu != WIREGUARD_DEFAULT_MTU:
+        rows.insert(
+            2,
+            (
+                "wireguard",
+                REFERENCE_ROW.format(mtu=WIREGUARD_DEFAULT_MTU),
+                wireguard_row(2, WIREGUARD_DEFAULT_MTU),
+            ),
+        )
+    return [row for row in rows if row[0] in args.only]
+
+
+def run_rows(rows: list[Row], log_root: Path) -> list[dict[str, object]]:
+    results = []
+    for number, (group, label, fn) in enumerate(rows, 1):
+        log_dir = log_root / f"row{number}"
+        log_dir.mkdir()
+        print(f"[{number}/{len(rows)}] {label} ...", file=sys.stderr, flush=True)
+        result: dict[str, object] = {"row": label, "group": group}
+        try:
+            result.update(fn(log_dir), status="ok")
+        except BenchError as exc:
+            print(f"    FAILED: {exc}", file=sys.stderr, flush=True)
+            result.update(status="failed", error=str(exc))
+        results.append(result)
+    return results
+
+
+def add_ratios(results: list[dict[str, object]], reference: str) -> None:
+    ref = next((r for r in results if r["row"] == reference and r["status"] == "ok"), None)
+    for r in results:
+        ok = ref is not None and r["status"] == "ok"
+        r["ratio_1_to_wireguard"] = r["gbps_1"] / ref["gbps_1"] if ok else None  # type: ignore[operator]
+
+
+def format_table(
+    info: dict[str, object],
+    args: argparse.Namespace,
+    results: list[dict[str, object]],
+    reference: str,
+) -> str:
+    def num(value: object, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    header = [
+        "",
+        "1-stream Gbit/s",
+        "4-stream Gbit/s",
+        "ping RTT ms",
+        "CPU s/GB",
+        f"1-stream / {reference}",
+    ]
+    lines = [
+        [r["row"] + (f" (mtu {r['mtu']})" if "default" in str(r["row"]) and r.get("mtu") else "")]
+        for r in results
+    ]
+    for line, r in zip(lines, results, strict=True):
+        if r["status"] == "ok":
+            line += [
+                num(r["gbps_1"], ".3f"),
+                num(r["gbps_4"], ".3f"),
+                num(r["rtt_ms"], ".3f"),
+                num(r["cpu_s_per_gb"], ".2f"),
+                num(r["ratio_1_to_wireguard"], ".2f"),
+            ]
+        else:
+            line += ["failed", "-", "-", "-", "-"]
+    widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
+
+    def aligned(cells: list[str]) -> str:
+        # The first column (the row name) is left-aligned, the figures right-aligned.
+        padded = [
+            c.rjust(w) if i else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(padded).rstrip()
+
+    out = [
+        f"smolmesh end-to-end bench, {info['date']}",
+        f"kernel {info['kernel']}, {info['cpu_model']}, {info['cores']} cores, "
+        f"{args.seconds} s per iperf3 run, {info['iperf3']}, {info['wireguard-go']}",
+        "",
+        aligned(header),
+        *(aligned(line) for line in lines),
+    ]
+    for r in results:
+        if r["status"] != "ok":
+            out.append(f"{r['row']} failed: {str(r['error']).splitlines()[0]}")
+    return "\n".join(out)
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through every Lab's cleanup
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        print("e2e bench: needs root (network namespaces); run it with sudo", file=sys.stderr)
+        return 2
+    missing = missing_packages(args.only)
+    if missing:
+        print(
+            f"e2e bench: missing tools; run: apt-get install {' '.join(missing)}", file=sys.stderr
+        )
+        return 2
+    # Ctrl-C raises KeyboardInterrupt even when our parent left SIGINT ignored (a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGHUP, _exit_on_signal)
+    info = host_info()
+    reference = REFERENCE_ROW.format(mtu=args.mtu)
+    log_root = Path(tempfile.mkdtemp(prefix="smolmesh-e2e-"))
+    results = run_rows(plan(args), log_root)
+    add_ratios(results, reference)
+    print(format_table(info, args, results, reference), flush=True)
+    failed = any(r["status"] != "ok" for r in results)
+    if failed:
+        print(f"logs of the failed rows kept in {log_root}", file=sys.stderr)
+    else:
+        shutil.rmtree(log_root, ignore_errors=True)
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {"host": info, "seconds": args.seconds, "mtu": args.mtu, "rows": results}, indent=2
+            )
+            + "\n"
+        )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("e2e bench: interrupted; its namespaces and processes are removed", file=sys.stderr)
+        sys.exit(130)
