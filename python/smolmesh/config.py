@@ -182,4 +182,3 @@ def _reshape_decode(message: str, data: bytes | str | Mapping[str, Any]) -> str:
 
 def _one_line(text: str) -> str:
     return text.replace("\r", " ").replace("\n", " ")
-
