@@ -17,7 +17,7 @@ import contextlib
 import errno
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -92,6 +92,12 @@ class HostRoutes:
         except NetlinkError as e:
             raise StartupError(f"cannot bring up {self.ifname}: {_reason(e)}") from None
 
+    def setup(self, mtu: int | None, ipv6: bytes, ipv4s: Iterable[bytes] = ()) -> None:
+        """The node's start: the link up with its MTU, its /128 and each /32 on the device."""
+        self.up(mtu)
+        for addr in (ipv6, *ipv4s):
+            self.add_address(addr)
+
     def add_address(self, addr: bytes) -> None:
         """Put a 16-byte IPv6 address on the device as /128 (no DAD) or a 4-byte IPv4 one as /32."""
         family, text, prefixlen = format_address(addr)
@@ -107,7 +113,7 @@ class HostRoutes:
                 ) from None
         self._addresses.add(addr)
 
-    def set_route(self, addr: bytes) -> None:
+    def add_route(self, addr: bytes) -> None:
         """Route one address (/128 or /32) through the device, replacing any route it had."""
         family, text, prefixlen = format_address(addr)
         try:
