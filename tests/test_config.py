@@ -1,0 +1,215 @@
+"""The config file: good files load (smolmesh2's own included), bad ones give one line naming the
+file and the place, both in process and through the real `smolmesh meshnode` command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from smolmesh import Config, LegacyTcpConnect, LegacyTcpListen, load_config, parse_config
+from smolmesh.errors import ConfigError
+
+RunSmolmesh = Callable[..., subprocess.CompletedProcess[str]]  # the conftest fixture's type
+
+# The example of smolmesh2's README, byte for byte the shape its users have on disk.
+SMOLMESH2_EXAMPLE = """\
+{
+  "node_name": "example_node",
+  "ipv4_addresses": ["192.168.1.1"],
+  "transports": [
+    {
+      "type": "legacy_tcp_connect",
+      "host": "example.com",
+      "port": 12345,
+      "key": "encryption_key_here"
+    },
+    {
+      "type": "legacy_tcp_listen",
+      "port": 54321,
+      "keys": ["allowed_key1", "allowed_key2"]
+    }
+  ],
+  "linux_tuntap": true,
+  "windows_tuntap": false
+}
+"""
+
+
+def transports(*items: dict[str, Any]) -> str:
+    return json.dumps({"node_name": "a", "transports": list(items)})
+
+
+LISTEN = {"type": "legacy_tcp_listen", "port": 5000, "keys": ["k"]}
+CONNECT = {"type": "legacy_tcp_connect", "host": "127.0.0.1", "port": 5000, "key": "k"}
+
+# (id, file text or None for no file, the place and message the one line must hold)
+BAD_CONFIGS: list[tuple[str, str | None, str]] = [
+    ("missing file", None, "cannot read: No such file or directory"),
+    ("empty file", "", "the file is empty"),
+    ("invalid JSON", '{"node_name": "a",\n  "transports": [}', "line 2 column 18: invalid JSON"),
+    ("trailing garbage", '{"node_name": "a"} x', "invalid JSON: trailing characters"),
+    ("not an object", '["node_name"]', "$: expected object, got array"),
+    ("missing node_name", '{"transports": []}', "$: missing required field node_name"),
+    ("empty node_name", '{"node_name": ""}', "$.node_name: expected str of length >= 1"),
+    ("node_name not str", '{"node_name": 7}', "$.node_name: expected str, got int"),
+    ("linux_tuntap not bool", '{"node_name": "a", "linux_tuntap": "yes"}', "$.linux_tuntap"),
+    (
+        "port as string",
+        transports({**LISTEN, "port": "5000"}),
+        "$.transports[0].port: expected int, got str",
+    ),
+    ("port zero", transports({**LISTEN, "port": 0}), "$.transports[0].port: expected int >= 1"),
+    (
+        "port too big",
+        transports(CONNECT, {**CONNECT, "port": 65536}),
+        "$.transports[1].port: expected int <= 65535",
+    ),
+    ("port missing", transports({"type": "legacy_tcp_listen", "keys": ["k"]}), "field port"),
+    ("host missing", transports({**CONNECT, "host": None}), "$.transports[0].host"),
+    ("key missing", transports({"type": "legacy_tcp_connect", "host": "h", "port": 1}), "key"),
+    (
+        "unknown transport type",
+        transports({**LISTEN, "type": "quic_listen"}),
+        "$.transports[0].type: unknown transport type 'quic_listen'",
+    ),
+    ("transport without type", transports({"port": 1}), "$.transports[0]: missing required"),
+    (
+        "empty key list",
+        transports({**LISTEN, "keys": []}),
+        "$.transports[0].keys: expected array of length >= 1",
+    ),
+    ("empty key", transports({**CONNECT, "key": ""}), "$.transports[0].key"),
+    ("transports not a list", '{"node_name": "a", "transports": {}}', "$.transports: expected"),
+    (
+        "bad IPv4 address",
+        '{"node_name": "a", "ipv4_addresses": ["10.0.0.1", "10.0.0"]}',
+        "$.ipv4_addresses[1]: not an IPv4 address: '10.0.0'",
+    ),
+    ("IPv4 octet too big", '{"node_name": "a", "ipv4_addresses": ["10.0.0.256"]}', "[0]"),
+    ("IPv6 as IPv4", '{"node_name": "a", "ipv4_addresses": ["fd00::1"]}', "not an IPv4"),
+    ("IPv4 as number", '{"node_name": "a", "ipv4_addresses": [167772161]}', "expected str"),
+    ("mtu too small", '{"node_name": "a", "mtu": 576}', "$.mtu: expected int >= 1280"),
+    ("tun_name too long", '{"node_name": "a", "tun_name": "sixteen-letters!"}', "$.tun_name"),
+    ("unknown log level", '{"node_name": "a", "log_level": "loud"}', "$.log_level"),
+    ("not UTF-8", b'{"node_name": "\xff"}'.decode("latin-1"), "not valid UTF-8"),
+]
+
+
+def write_bad(tmp_path: Path, text: str | None) -> Path:
+    path = tmp_path / "config.json"
+    if text is not None:
+        # latin-1 turns the "not UTF-8" case back into its raw bytes; other cases are ASCII.
+        path.write_bytes(text.encode("latin-1"))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [c[1:] for c in BAD_CONFIGS], ids=[c[0] for c in BAD_CONFIGS]
+)
+def test_bad_config_in_process(tmp_path: Path, text: str | None, expected: str) -> None:
+    path = write_bad(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ")
+    assert expected in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [c[1:] for c in BAD_CONFIGS], ids=[c[0] for c in BAD_CONFIGS]
+)
+def test_bad_config_through_the_command(
+    run_smolmesh: RunSmolmesh, tmp_path: Path, text: str | None, expected: str
+) -> None:
+    path = write_bad(tmp_path, text)
+    result = run_smolmesh("meshnode", str(path))
+    assert result.returncode == 2, result
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"smolmesh: {path}: ")
+    assert expected in lines[0]
+
+
+def test_smolmesh2_example_loads(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(SMOLMESH2_EXAMPLE)
+    config = load_config(path)
+    assert config == Config(
+        node_name="example_node",
+        ipv4_addresses=["192.168.1.1"],
+        transports=[
+            LegacyTcpConnect(host="example.com", port=12345, key="encryption_key_here"),
+            LegacyTcpListen(port=54321, keys=["allowed_key1", "allowed_key2"]),
+        ],
+        linux_tuntap=True,
+        windows_tuntap=False,
+    )
+
+
+def test_defaults() -> None:
+    config = parse_config(b'{"node_name": "a"}')
+    assert config.linux_tuntap is True
+    assert config.windows_tuntap is False
+    assert config.ipv4_addresses == []
+    assert config.transports == []
+    assert config.tun_name == "smolmesh1"
+    assert config.mtu is None
+    assert config.log_level is None
+
+
+def test_every_field() -> None:
+    data = {
+        "node_name": "ünïcode node",
+        "linux_tuntap": False,
+        "windows_tuntap": True,
+        "ipv4_addresses": ["10.0.0.1", "255.255.255.255"],
+        "transports": [LISTEN, CONNECT],
+        "tun_name": "mesh0",
+        "mtu": 1400,
+        "log_level": "debug",
+    }
+    config = Config.from_dict(data)
+    assert config.to_dict() == data
+    assert parse_config(json.dumps(data)) == config
+    assert parse_config(json.dumps(data).encode()) == config
+
+
+def test_unknown_fields_are_ignored() -> None:
+    data = {
+        "node_name": "a",
+        "admin_socket": "/run/smolmesh.sock",
+        "transports": [{**LISTEN, "bind": "::"}, {**CONNECT, "weight": 3}],
+    }
+    config = Config.from_dict(data)
+    assert config.transports == [
+        LegacyTcpListen(port=5000, keys=["k"]),
+        LegacyTcpConnect(host="127.0.0.1", port=5000, key="k"),
+    ]
+
+
+def test_byte_order_mark_is_skipped() -> None:
+    assert parse_config(b'\xef\xbb\xbf{"node_name": "a"}').node_name == "a"
+
+
+def test_from_dict_errors_name_the_source() -> None:
+    with pytest.raises(ConfigError, match=r"^scripted: \$\.transports\[0\]\.port: expected int"):
+        Config.from_dict({"node_name": "a", "transports": [{**LISTEN, "port": 1.5}]}, "scripted")
+    with pytest.raises(ConfigError, match=r"^config: \$: missing required field node_name"):
+        parse_config({})
+
+
+def test_config_is_frozen() -> None:
+    config = parse_config(b'{"node_name": "a"}')
+    with pytest.raises(AttributeError):
+        config.node_name = "b"  # type: ignore[misc]
+    changed = msgspec.structs.replace(config, node_name="b")
+    assert (config.node_name, changed.node_name) == ("a", "b")
