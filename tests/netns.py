@@ -241,8 +241,8 @@ def set_loss(ns: str, dev: str, percent: float) -> None:
         rule = f'oifname "{dev}" {share}drop'
         script += (
             f"table inet {table} {{\n"
-            f"  chain out {{ type filter hook output priority 0; {rule}; }}\n"
-            f"  chain fwd {{ type filter hook forward priority 0; {rule}; }}\n"
+            f"  chain sent {{ type filter hook output priority 0; {rule}; }}\n"
+            f"  chain routed {{ type filter hook forward priority 0; {rule}; }}\n"
             "}\n"
         )
     run(ns, ["nft", "-f", "-"], input=script)
@@ -338,7 +338,8 @@ class Veth:
 class Lab:
     """Namespaces, links and processes that are all removed on close (or leaving `with`)."""
 
-    def __init__(self, workdir: Path | str | None = None) -> None:
+    def __init__(self, workdir: Path | str | None = None, grace: float = 5.0) -> None:
+        self.grace = grace  # seconds between SIGTERM and SIGKILL on close
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="smt-lab-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.namespaces: list[str] = []
@@ -402,8 +403,10 @@ class Lab:
     def set_loss(self, ns: str, dev: str, percent: float) -> None:
         set_loss(ns, dev, percent)
 
-    def ping(self, ns: str, addr: str, count: int = 1, timeout: float = 2.0) -> PingResult:
-        return ping(ns, addr, count, timeout)
+    def ping(
+        self, ns: str, addr: str, count: int = 1, timeout: float = 2.0, interval: float = 0.2
+    ) -> PingResult:
+        return ping(ns, addr, count, timeout, interval)
 
     def addresses(self, ns: str, dev: str = "smolmesh1") -> list[str]:
         """Global addresses on dev in ns (to ping a node by what it put on its TUN)."""
@@ -431,11 +434,11 @@ class Lab:
             tail = "\n".join(proc.log().splitlines()[-lines:])
             print(f"--- {proc.log_path} ({proc!r}), last {lines} lines:\n{tail}", file=sys.stderr)
 
-    def close(self, grace: float = 5) -> None:
-        """Stop every process (SIGTERM, SIGKILL after grace) and delete every namespace."""
+    def close(self) -> None:
+        """Stop every process (SIGTERM, SIGKILL after the grace) and delete every namespace."""
         for proc in self.procs:
             proc.signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace
+        deadline = time.monotonic() + self.grace
         for proc in self.procs:
             try:
                 proc.popen.wait(max(0.0, deadline - time.monotonic()))
