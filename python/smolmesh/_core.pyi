@@ -5,6 +5,38 @@ Errors raised here are the classes of `smolmesh.errors`.
 """
 
 from collections.abc import Sequence
+from typing import Self, final
+
+__all__ = [
+    "CMD_DATA",
+    "CMD_IPV4",
+    "CMD_IPV6",
+    "CMD_NAME",
+    "DUPLICATE_FILTER_CAPACITY",
+    "HEADER_LEN",
+    "HELLO_LEN",
+    "IV_LEN",
+    "MAC_LEN",
+    "MAX_PACKET_LEN",
+    "WINDOW_MS",
+    "DuplicateFilter",
+    "Opener",
+    "Sealer",
+    "derive_keys",
+    "ernd",
+    "find_psk",
+    "ip_destination",
+    "keyfinder",
+    "keystream",
+    "make_hello",
+    "make_packet",
+    "multispeck",
+    "name_to_ipv6",
+    "parse_header",
+    "speck_encrypt",
+    "speck_round_keys",
+    "triage",
+]
 
 HELLO_LEN: int  # 32: iv (16) || keyfinder (16)
 IV_LEN: int  # 16
@@ -41,10 +73,11 @@ def find_psk(hello: bytes, psks: Sequence[bytes]) -> int | None:
 def derive_keys(psk: bytes, iv: bytes) -> tuple[bytes, bytes]:
     """(enc_key, mac_key) of the direction whose sender chose `iv`."""
 
+@final
 class Sealer:
     """Turns mesh packets into wire frames for one direction of a link (its keystream runs on)."""
 
-    def __init__(self, psk: bytes, iv: bytes) -> None: ...
+    def __new__(cls, psk: bytes, iv: bytes) -> Self: ...
     def seal(self, packet: bytes) -> bytes: ...
     def seal_batch(self, packets: Sequence[bytes]) -> bytes:
         """All frames of `packets`, in order, in one buffer (MACs computed side by side)."""
@@ -52,10 +85,11 @@ class Sealer:
     def seal_data_batch(self, ip_packets: Sequence[bytes], timestamp_ms: int) -> bytes:
         """Wrap each IP packet as a cmd-3 mesh packet stamped `timestamp_ms`, and seal them all."""
 
+@final
 class Opener:
     """Reads the other direction of a link: feed it the TCP byte stream in chunks of any size."""
 
-    def __init__(self, psk: bytes, iv: bytes) -> None: ...
+    def __new__(cls, psk: bytes, iv: bytes) -> Self: ...
     def feed(self, chunk: bytes) -> list[bytes]:
         """Every complete, verified mesh packet the stream holds so far.
 
@@ -75,16 +109,18 @@ def ip_destination(ip_packet: bytes) -> bytes | None:
 
 def make_packet(timestamp_ms: int, cmd: int, payload: bytes) -> bytes: ...
 
+@final
 class DuplicateFilter:
     """The most recent `capacity` distinct packets, by a keyed hash of their bytes."""
 
-    def __init__(self, capacity: int = 16384, seed: bytes | None = None) -> None:
-        """`seed`: 16 bytes of hash key; None draws a random one."""
+    def __new__(cls, capacity: int = ..., seed: bytes | None = None) -> Self:
+        """`capacity` defaults to DUPLICATE_FILTER_CAPACITY (16,384); `seed`: 16 bytes of hash key,
+        None draws a random one. (The default shows as `...`: stubtest matches pyo3's signature.)"""
 
     def insert(self, packet: bytes) -> bool:
         """True if the packet is new (and is now remembered), False if it was seen."""
 
-    def __contains__(self, packet: bytes) -> bool: ...
+    def __contains__(self, packet: bytes, /) -> bool: ...
     def __len__(self) -> int: ...
 
 def triage(
