@@ -25,6 +25,7 @@ def test_two_namespaces_joined_by_veth_ping_each_other(tmp_path) -> None:
         assert re.fullmatch(rf"smt-{os.getpid()}-\d+", a)
         link = lab.link(a, b)
         assert (link.ipv4_a, link.ipv4_b) == ("10.201.1.1", "10.201.1.2")
+        assert lab.addresses(b, link.dev_b) == ["10.201.1.2", "fd00:201:1::2"]
         there = lab.ping(a, link.ipv4_b, count=2, timeout=5)
         back = lab.ping(b, link.ipv6_a, count=2, timeout=5)
         assert there.ok and back.ok, (there, back)
