@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 from smolmesh import _core, tuning
+from smolmesh.errors import LocalError, StartupError
 from smolmesh.config import Config, LegacyTcpConnect, LegacyTcpListen, parse_config
 from smolmesh.links.legacy_tcp import LegacyTcpLink, PendingHandshakes, dial_forever, listen
 from smolmesh.router import Router, format_address, now_ms
@@ -234,8 +235,6 @@ class Node:
     # --- TUN device and host routes ---
     def _open_tun(self) -> None:
         if not sys.platform.startswith("linux"):
-            from smolmesh.errors import StartupError
-
             raise StartupError("TUN devices are supported on Linux only; set linux_tuntap to false")
         from smolmesh.netlink import HostRoutes
         from smolmesh.tun.linux import LinuxTun
@@ -272,7 +271,7 @@ class Node:
                 self._host.remove_route(address)
             else:
                 self._host.add_route(address)
-        except OSError as error:
+        except (OSError, LocalError) as error:
             log.warning("host route to %s: %s", format_address(address), error)
 
 
