@@ -93,6 +93,8 @@ def host_info() -> dict[str, object]:
         "cpu_model": model,
         "cores": os.cpu_count(),
         "python": platform.python_version(),
+        # Other work on the machine skews every row; the 1-minute load at the start tells of it.
+        "load_average": round(os.getloadavg()[0], 2),
         "iperf3": _first_line(["iperf3", "--version"]),
         "wireguard-go": _first_line(["wireguard-go", "--version"]),
     }
@@ -229,6 +231,7 @@ def format_table(
     out = [
         f"smolmesh end-to-end bench, {info['date']}",
         f"kernel {info['kernel']}, {info['cpu_model']}, {info['cores']} cores, "
+        f"load average {info['load_average']} at the start",
         f"{args.seconds} s per iperf3 run, {info['iperf3']}, {info['wireguard-go']}",
         "",
         aligned(header),
