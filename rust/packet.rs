@@ -43,10 +43,14 @@ pub struct Accepted<'a> {
     pub timestamp_ms: u64,
     pub key: &'a [u8],
     pub packet: &'a [u8],
+    /// False for an announcement seen before: the router notes the link it came over as a
+    /// backup path to the address, and neither acts on it further nor forwards it.
+    pub fresh: bool,
 }
 
 /// Steps 1-3 and 6 of PROTOCOL.md §3 and the payload checks of steps 4 and 5, over a batch in
 /// order. Packets dropped before step 3 are not remembered by `seen`; those dropped after are.
+/// Duplicate data packets are dropped; duplicate announcements come back with `fresh` false.
 pub fn triage<'a>(
     packets: &[&'a [u8]],
     now_ms: u64,
@@ -57,15 +61,16 @@ pub fn triage<'a>(
         .enumerate()
         .filter_map(|(index, &packet)| {
             let (timestamp_ms, cmd) = parse_header(packet)?;
-            if now_ms.abs_diff(timestamp_ms) > WINDOW_MS || !seen.insert(packet) {
+            if now_ms.abs_diff(timestamp_ms) > WINDOW_MS {
                 return None;
             }
+            let fresh = seen.insert(packet);
             let payload = &packet[HEADER_LEN..];
             let key = match cmd {
                 CMD_NAME => payload,
                 CMD_IPV6 if payload.len() == 16 => payload,
                 CMD_IPV4 if payload.len() == 4 => payload,
-                CMD_DATA => ip_destination(payload)?,
+                CMD_DATA if fresh => ip_destination(payload)?,
                 _ => return None,
             };
             Some(Accepted {
@@ -74,6 +79,7 @@ pub fn triage<'a>(
                 timestamp_ms,
                 key,
                 packet,
+                fresh,
             })
         })
         .collect()
@@ -150,10 +156,11 @@ mod tests {
             .iter()
             .enumerate()
             .all(|(i, a)| a.index == i && a.packet == batch[i]));
-        assert!(
-            triage(&batch, NOW, &mut seen).is_empty(),
-            "all are duplicates now"
-        );
+        assert!(got.iter().all(|a| a.fresh));
+        // Seen again: data is dropped, announcements come back as stale backup-path hints.
+        let again = triage(&batch, NOW, &mut seen);
+        let stale: Vec<(usize, bool)> = again.iter().map(|a| (a.index, a.fresh)).collect();
+        assert_eq!(stale, vec![(0, false), (1, false), (2, false)]);
     }
 
     #[test]
@@ -179,8 +186,13 @@ mod tests {
             &edge,
         ];
         let got = triage(&batch, NOW, &mut seen);
-        assert_eq!(got.len(), 1);
-        assert_eq!((got[0].index, got[0].packet), (3, &edge[..]));
+        let kept: Vec<(usize, bool)> = got.iter().map(|a| (a.index, a.fresh)).collect();
+        assert_eq!(
+            kept,
+            vec![(3, true), (8, false)],
+            "the edge packet, then its duplicate"
+        );
+        assert_eq!(got[0].packet, &edge[..]);
         // Dropped at steps 1 and 2: forgotten. Dropped after step 3: remembered.
         for (packet, remembered) in [(&short, false), (&old, false), (&future, false)] {
             assert_eq!(seen.contains(packet), remembered);

@@ -254,7 +254,11 @@ fn triage<'py>(
             a.cmd.into_pyobject(py).expect("int").into_any(),
             a.timestamp_ms.into_pyobject(py).expect("int").into_any(),
             PyBytes::new(py, a.key).into_any(),
-            packets[a.index].clone().into_any(),
+            if a.fresh {
+                packets[a.index].clone().into_any()
+            } else {
+                py.None().into_bound(py)
+            },
         ];
         PyTuple::new(py, fields).expect("4 fields")
     });
