@@ -85,31 +85,70 @@ impl MacKey {
 
 fn mac_lanes(key: MacKey, messages: &[&[u8]; LANES]) -> [[u8; MAC_LEN]; LANES] {
     #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-        {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { mac_lanes_avx512(key, messages) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: as above.
-            return unsafe { mac_lanes_avx2(key, messages) };
-        }
+    if crate::speck::avx512::available() {
+        // SAFETY: the CPU has the features the function is compiled for.
+        return unsafe { mac_lanes_avx512(key, messages) };
     }
     mac_lanes_portable(key, messages)
 }
 
+/// The lockstep loop of `mac_lanes_portable` with one message per 64-bit lane of a register.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vl")]
+#[target_feature(enable = "avx512f,avx512bw")]
 fn mac_lanes_avx512(key: MacKey, messages: &[&[u8]; LANES]) -> [[u8; MAC_LEN]; LANES] {
-    mac_lanes_portable(key, messages)
-}
+    use crate::speck::avx512::round;
+    use std::arch::x86_64::*;
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn mac_lanes_avx2(key: MacKey, messages: &[&[u8]; LANES]) -> [[u8; MAC_LEN]; LANES] {
-    mac_lanes_portable(key, messages)
+    let lens: [u64; LANES] = std::array::from_fn(|i| messages[i].len() as u64);
+    // SAFETY: an unaligned load of 8 u64s from an array of 8 u64s.
+    let lens = unsafe { _mm512_loadu_si512(lens.as_ptr().cast()) };
+    let (mut a, mut b) = round(
+        _mm512_set1_epi64(key.a as i64),
+        _mm512_set1_epi64(key.b as i64),
+        lens,
+    );
+    // Byte `s` of each lane, moved to the bottom of the lane: one shuffle per round. The
+    // shuffle indexes bytes within 128 bits, so odd lanes find their bytes 8 further on.
+    let pick: [__m512i; 8] = std::array::from_fn(|s| {
+        let even = (0x8080_8080_8080_8000u64 | s as u64) as i64;
+        let odd = even + 8;
+        _mm512_set_epi64(odd, even, odd, even, odd, even, odd, even)
+    });
+    let common = messages.iter().map(|m| m.len()).min().unwrap_or(0);
+    let words = common / 8;
+    for w in 0..words {
+        let word = |i: usize| {
+            let bytes: [u8; 8] = messages[i][w * 8..w * 8 + 8].try_into().expect("8 bytes");
+            i64::from_le_bytes(bytes)
+        };
+        let bytes = _mm512_set_epi64(
+            word(7),
+            word(6),
+            word(5),
+            word(4),
+            word(3),
+            word(2),
+            word(1),
+            word(0),
+        );
+        for p in pick {
+            (a, b) = round(a, b, _mm512_shuffle_epi8(bytes, p));
+        }
+    }
+    let (mut a_out, mut b_out) = ([0u64; LANES], [0u64; LANES]);
+    // SAFETY: unaligned stores of 8 u64s into arrays of 8 u64s.
+    unsafe {
+        _mm512_storeu_si512(a_out.as_mut_ptr().cast(), a);
+        _mm512_storeu_si512(b_out.as_mut_ptr().cast(), b);
+    }
+    std::array::from_fn(|i| {
+        let (mut ai, mut bi) = (a_out[i], b_out[i]);
+        for &c in &messages[i][words * 8..] {
+            (ai, bi) = ernd(ai, bi, c as u64);
+        }
+        (ai, bi) = ernd(ai, bi, 0);
+        digest(ai, bi)
+    })
 }
 
 #[inline(always)]
