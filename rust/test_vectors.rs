@@ -17,7 +17,7 @@ pub fn vectors() -> &'static Value {
 /// The bytes of a lowercase-hex string value.
 pub fn hex(value: &Value) -> Vec<u8> {
     let s = value.as_str().expect("a hex string");
-    assert!(s.len() % 2 == 0, "odd hex length");
+    assert!(s.len().is_multiple_of(2), "odd hex length");
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digits"))
