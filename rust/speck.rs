@@ -74,10 +74,10 @@ impl Keystream {
             return;
         }
         let mut batches = rest.chunks_exact_mut(BATCH_BYTES);
-        let mut block = [0u8; BATCH_BYTES];
         for batch in &mut batches {
-            self.next_batch(&mut block);
-            xor_into(batch, &block);
+            let batch: &mut [u8; BATCH_BYTES] = batch.try_into().expect("a whole batch");
+            xor_counters(&self.rk, self.counter.wrapping_add(1), batch);
+            self.counter = self.counter.wrapping_add(BATCH_BLOCKS as u128);
         }
         let tail = batches.into_remainder();
         if !tail.is_empty() {
@@ -125,6 +125,23 @@ fn encrypt_counters(rk: &[u64; ROUNDS], first: u128, out: &mut [u8; BATCH_BYTES]
     encrypt_counters_portable(rk, first, out)
 }
 
+/// XORs the encryption of counters `first..first + BATCH_BLOCKS` into `data`.
+fn xor_counters(rk: &[u64; ROUNDS], first: u128, data: &mut [u8; BATCH_BYTES]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let no_carry = (first as u64)
+            .checked_add(BATCH_BLOCKS as u64 - 1)
+            .is_some();
+        if no_carry && avx512::available() {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { avx512::xor_counters(rk, first, data) };
+        }
+    }
+    let mut block = [0u8; BATCH_BYTES];
+    encrypt_counters_portable(rk, first, &mut block);
+    xor_into(data, &block);
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512 {
     use super::{BATCH_BYTES, ROUNDS};
@@ -148,6 +165,27 @@ pub(crate) mod avx512 {
     /// `first` must not carry into the high word within the batch.
     #[target_feature(enable = "avx512f")]
     pub fn encrypt_counters(rk: &[u64; ROUNDS], first: u128, out: &mut [u8; BATCH_BYTES]) {
+        for (chunk, w) in out.chunks_exact_mut(64).zip(blocks(rk, first)) {
+            // SAFETY: `chunk` is 64 writable bytes; the store is unaligned.
+            unsafe { _mm512_storeu_si512(chunk.as_mut_ptr().cast(), w) };
+        }
+    }
+
+    /// As `encrypt_counters`, XORed into `data` without a trip through memory.
+    #[target_feature(enable = "avx512f")]
+    pub fn xor_counters(rk: &[u64; ROUNDS], first: u128, data: &mut [u8; BATCH_BYTES]) {
+        for (chunk, w) in data.chunks_exact_mut(64).zip(blocks(rk, first)) {
+            // SAFETY: `chunk` is 64 readable and writable bytes; unaligned access.
+            unsafe {
+                let d = _mm512_loadu_si512(chunk.as_ptr().cast());
+                _mm512_storeu_si512(chunk.as_mut_ptr().cast(), _mm512_xor_si512(d, w));
+            }
+        }
+    }
+
+    /// The 16 keystream blocks of counters `first..`, in wire order, 4 per register.
+    #[target_feature(enable = "avx512f")]
+    fn blocks(rk: &[u64; ROUNDS], first: u128) -> [__m512i; 4] {
         let high = _mm512_set1_epi64((first >> 64) as i64);
         let low = _mm512_add_epi64(
             _mm512_set1_epi64(first as u64 as i64),
@@ -163,16 +201,12 @@ pub(crate) mod avx512 {
         // Block i is x[i] || y[i]: interleave the words of each pair of registers.
         let first_half = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0);
         let second_half = _mm512_set_epi64(15, 7, 14, 6, 13, 5, 12, 4);
-        let words = [
+        [
             _mm512_permutex2var_epi64(x0, first_half, y0),
             _mm512_permutex2var_epi64(x0, second_half, y0),
             _mm512_permutex2var_epi64(x1, first_half, y1),
             _mm512_permutex2var_epi64(x1, second_half, y1),
-        ];
-        for (chunk, w) in out.chunks_exact_mut(64).zip(words) {
-            // SAFETY: `chunk` is 64 writable bytes; the store is unaligned.
-            unsafe { _mm512_storeu_si512(chunk.as_mut_ptr().cast(), w) };
-        }
+        ]
     }
 }
 
@@ -288,5 +322,8 @@ mod tests {
         let (x, y) = encrypt_block(&rk, 1, 0);
         assert_eq!(out[16..24], x.to_le_bytes());
         assert_eq!(out[24..32], y.to_le_bytes());
+        let mut data = [0u8; BATCH_BYTES];
+        xor_counters(&rk, u64::MAX as u128, &mut data);
+        assert_eq!(data, out);
     }
 }
