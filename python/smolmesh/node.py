@@ -279,7 +279,11 @@ def run_meshnode(config: Config, log_level: str | None = None) -> int:
     """The `smolmesh meshnode` command: run a node until SIGINT or SIGTERM."""
     level = (log_level or config.log_level or "INFO").upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # pyroute2 logs every netlink message at DEBUG; -v is for smolmesh's own lines.
+    # pyroute2 logs every netlink message at DEBUG; -v is for smolmesh's own lines. Its import
+    # resets its loggers' levels, so it is imported before they are set.
+    if sys.platform.startswith("linux"):
+        import pyroute2  # noqa: F401
+
     logging.getLogger("pyroute2").setLevel(max(logging.getLogger().level, logging.WARNING))
 
     async def main() -> None:
