@@ -8,18 +8,35 @@ interrupt that removal are held back until it is done.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 NODE_LETTERS = "abc"
 PROCESS_STOP_TIMEOUT_S = 5.0
 COMMAND_TIMEOUT_S = 30.0
 _lab_numbers = itertools.count(1)
+HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold back Ctrl-C and termination until the block is done; they arrive after it."""
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+
+def _unhold_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
 
 
 class BenchError(Exception):
@@ -75,8 +92,8 @@ class Lab:
 
     def _build(self) -> None:
         for node in range(self.nodes):
+            self.namespaces.append(self.ns(node))  # first, so that an interrupted add is undone
             run(["ip", "netns", "add", self.ns(node)])
-            self.namespaces.append(self.ns(node))
             run(["ip", "-n", self.ns(node), "link", "set", "lo", "up"])
         for pair in range(self.nodes - 1):
             left, right = self.ns(pair), self.ns(pair + 1)
@@ -125,7 +142,8 @@ class Lab:
         cwd: Path | None = None,
     ) -> subprocess.Popen[bytes]:
         """Start a long-running program in node's namespace, logging to log_path, until close()."""
-        with open(log_path, "ab") as log:
+        # A signal between the start and the bookkeeping would leave the process unknown to close().
+        with _signals_held(), open(log_path, "ab") as log:
             proc = subprocess.Popen(
                 self.exec_argv(node, argv),
                 stdin=subprocess.DEVNULL,
@@ -134,21 +152,18 @@ class Lab:
                 env=env,
                 cwd=cwd,
                 start_new_session=True,  # a Ctrl-C in the terminal reaches us only; we stop them
+                preexec_fn=_unhold_signals,  # the child must not inherit the held-back signals
             )
-        self.processes.append(proc)
+            self.processes.append(proc)
         return proc
 
     def close(self) -> None:
-        held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-        try:
+        with _signals_held():
             self._stop_processes()
             for ns in reversed(self.namespaces):
                 # Deleting the namespace takes its veths and TUN devices with it.
                 subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
             self.namespaces.clear()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
     def _stop_processes(self) -> None:
         for proc in self.processes:
