@@ -28,7 +28,7 @@ from pathlib import Path
 
 from e2e_lab import BenchError, Lab, veth_address
 from e2e_measure import measure
-from e2e_tunnels import smolmesh, wireguard
+from e2e_tunnels import Tunnel, smolmesh, wireguard
 
 GROUPS = ("veth", "wireguard", "smolmesh")
 # tool -> Debian package
@@ -108,7 +108,8 @@ def _first_line(argv: list[str]) -> str | None:
     return out.strip().splitlines()[0] if out.strip() else None
 
 
-Row = tuple[str, str, Callable[[Path], dict[str, object]]]  # group, label, measure(log_dir)
+RowMeasure = Callable[[Path], dict[str, object]]  # measures one row, its logs in the given dir
+Row = tuple[str, str, RowMeasure]  # group, label, measure
 
 
 def plan(args: argparse.Namespace) -> list[Row]:
@@ -118,27 +119,23 @@ def plan(args: argparse.Namespace) -> list[Row]:
         with Lab(2) as lab:
             return measure(lab, 0, 1, veth_address(0, 1), s, log_dir)
 
-    def wireguard_row(nodes: int, wg_mtu: int) -> Callable[[Path], dict[str, object]]:
+    def tunnel_row(nodes: int, start: Callable[[Lab, Path], Tunnel]) -> RowMeasure:
         def row(log_dir: Path) -> dict[str, object]:
             with Lab(nodes) as lab:
-                tunnel = wireguard(lab, wg_mtu, log_dir)
+                tunnel = start(lab, log_dir)
+                last = nodes - 1  # in a chain, the ends talk through the middle
                 return {
                     "mtu": tunnel.mtu,
-                    **measure(lab, 0, nodes - 1, tunnel.addresses[-1], s, log_dir, tunnel.pids),
+                    **measure(lab, 0, last, tunnel.addresses[last], s, log_dir, tunnel.pids),
                 }
 
         return row
 
-    def smolmesh_row(nodes: int, sm_mtu: int | None) -> Callable[[Path], dict[str, object]]:
-        def row(log_dir: Path) -> dict[str, object]:
-            with Lab(nodes) as lab:
-                tunnel = smolmesh(lab, sm_mtu, log_dir, args.wait)
-                return {
-                    "mtu": tunnel.mtu,
-                    **measure(lab, 0, nodes - 1, tunnel.addresses[-1], s, log_dir, tunnel.pids),
-                }
+    def wireguard_row(nodes: int, wg_mtu: int) -> RowMeasure:
+        return tunnel_row(nodes, lambda lab, log_dir: wireguard(lab, wg_mtu, log_dir))
 
-        return row
+    def smolmesh_row(nodes: int, sm_mtu: int | None) -> RowMeasure:
+        return tunnel_row(nodes, lambda lab, log_dir: smolmesh(lab, sm_mtu, log_dir, args.wait))
 
     default_label = (
         "smolmesh @default MTU" if args.smolmesh_mtu is None else f"smolmesh @{args.smolmesh_mtu}"
