@@ -7,6 +7,7 @@ and exits 1, and Ctrl-C exits 130 quietly. A traceback means a bug in smolmesh.
 
 from __future__ import annotations
 
+import importlib
 import os
 import secrets
 import sys
@@ -166,11 +167,11 @@ def make_random_ipv6_command(args: list[str]) -> int:
 def demo_command(args: list[str]) -> int:
     # The demo reads its own options from sys.argv[2:] if it has any; it gets none from here.
     try:
-        from smolmesh.demo import main as demo_main
+        demo = importlib.import_module("smolmesh.demo")
     except ImportError as error:
         _error(f"demo is not available: {error}")
         return EXIT_FAILURE
-    status = demo_main()
+    status = demo.main()
     return EXIT_OK if status is None else int(status)
 
 

@@ -137,12 +137,12 @@ def parse_config(data: bytes | str | Mapping[str, Any], source_name: str = "conf
         raise ConfigError(f"{source_name}: invalid JSON: a string is not valid UTF-8") from None
 
 
-def _is_ipv4(address: object) -> bool:
+def _is_ipv4(address: str) -> bool:
     try:
-        ipaddress.IPv4Address(address)  # type: ignore[arg-type]
+        ipaddress.IPv4Address(address)
     except ValueError:
         return False
-    return isinstance(address, str)
+    return True
 
 
 _PLACE = re.compile(r"(?P<text>.*) - at `(?P<place>\$[^`]*)`", re.DOTALL)
