@@ -217,3 +217,19 @@ def test_demo_missing(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFix
     monkeypatch.setitem(sys.modules, "smolmesh.demo", None)
     assert cli.main(["demo"]) == 1
     assert capsys.readouterr().err.startswith("smolmesh: demo is not available")
+
+
+def test_package_imports_light_and_exports_all() -> None:
+    # `smolmesh name-to-ipv6` and scripts that only need the codec must not load the node (asyncio,
+    # uvloop, the links); `smolmesh.Node` loads it on first use.
+    code = (
+        "import sys, smolmesh\n"
+        "assert 'smolmesh.node' not in sys.modules, 'node imported eagerly'\n"
+        "missing = [n for n in smolmesh.__all__ if n != 'Node' and not hasattr(smolmesh, n)]\n"
+        "assert not missing, missing\n"
+        "assert smolmesh.Node.__name__ == 'Node'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
