@@ -10,39 +10,71 @@
             lab.start_node(b, lab.node_config("b", [tcp_connect(link.ipv4_a, 5000, "k")]))
             assert lab.ping(a, "fd00:...", count=3, timeout=10).ok
 
+The lab itself (namespaces, veth links, processes, ping, cleanup) is `smolmesh.lab`, which
+`smolmesh demo` uses too; this module re-exports it and adds what only tests want: skipping
+unless the machine can run a lab (installing missing tools with apt-get first), packet loss, and
+the tails of the logs printed when the body raised, so pytest shows them with the failure.
+
 Everything a lab makes is undone when the `with` block ends, also when the body raised: processes
 get SIGTERM, then SIGKILL after a grace period, and the namespaces (with their veth ends) are
 deleted. Names carry the pytest process's PID (`smt-<pid>-<n>`), so concurrent runs do not collide,
 and namespaces of a run that was killed outright are swept by the next lab whose PID is gone.
 
 Addresses exist only inside the lab's namespaces: 10.201.<k>.1-2/30 and fd00:201:<k>::1-2/64 for
-the k-th veth link. Logs of processes go to the lab's directory; when the body raised, the tail of
-every log is printed so pytest shows it with the failure.
+the k-th veth link. Logs of processes go to the lab's directory.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
-import json
-import math
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
 
+from smolmesh import lab as _lab
+from smolmesh.lab import (
+    PingResult,
+    Proc,
+    Veth,
+    delete_namespace,
+    node_config,
+    ns_argv,
+    ping,
+    run,
+    spawn,
+    tcp_connect,
+    tcp_listen,
+    wait_until,
+)
+
+__all__ = [
+    "PREFIX",
+    "Lab",
+    "PingResult",
+    "Proc",
+    "Veth",
+    "delete_namespace",
+    "ensure_tools",
+    "lab_namespaces",
+    "node_config",
+    "ns_argv",
+    "ping",
+    "require_lab",
+    "run",
+    "set_loss",
+    "spawn",
+    "sweep_stale",
+    "tcp_connect",
+    "tcp_listen",
+    "wait_until",
+]
+
 PREFIX = "smt"
-_names = itertools.count(1)
+_names = _lab._names
 
 # Command -> Debian package that brings it. nft stands in for tc netem where the kernel lacks it.
 _TOOLS = {"ip": "iproute2", "tc": "iproute2", "ping": "iputils-ping", "nft": "nftables"}
@@ -72,12 +104,7 @@ def _probe() -> str:
     missing = ensure_tools()
     if missing:
         return f"missing tools: {', '.join(missing)}"
-    probe = f"{PREFIX}-{os.getpid()}-probe"
-    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True, timeout=10)
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=10)
-    if made.returncode != 0:
-        return f"`ip netns add` failed: {made.stderr.strip()}"
-    return ""
+    return _lab.lab_problem()
 
 
 def ensure_tools() -> list[str]:
@@ -97,117 +124,7 @@ def ensure_tools() -> list[str]:
 
 
 # ----------------------------------------------------------------------------------------------
-# Commands and processes inside a namespace
-
-
-def ns_argv(ns: str | None, argv: Sequence[str]) -> list[str]:
-    """argv run inside namespace ns (None: the host). `ip netns exec` execs, so PIDs are exact."""
-    return [*argv] if ns is None else ["ip", "netns", "exec", ns, *argv]
-
-
-def run(
-    ns: str | None,
-    argv: Sequence[str],
-    *,
-    timeout: float = 30,
-    check: bool = True,
-    env: dict[str, str] | None = None,
-    input: str | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run argv in ns to the end (killed after timeout); check=True raises on a non-zero exit."""
-    done = subprocess.run(
-        ns_argv(ns, argv), capture_output=True, text=True, timeout=timeout, env=env, input=input
-    )
-    if check and done.returncode != 0:
-        raise RuntimeError(
-            f"{' '.join(argv)} in {ns or 'host'} exited {done.returncode}:\n"
-            f"{done.stdout}{done.stderr}"
-        )
-    return done
-
-
-class Proc:
-    """A process started in a namespace, its output going to a log file."""
-
-    def __init__(self, popen: subprocess.Popen[bytes], argv: Sequence[str], log_path: Path):
-        self.popen = popen
-        self.pid = popen.pid
-        self.argv = list(argv)
-        self.log_path = log_path
-
-    @property
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    @property
-    def returncode(self) -> int | None:
-        return self.popen.poll()
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def wait(self, timeout: float = 10) -> int:
-        """The exit code; raises subprocess.TimeoutExpired if it runs on."""
-        return self.popen.wait(timeout)
-
-    def signal(self, sig: int) -> None:
-        # The process leads its own session (start_new_session), so its group holds only it and
-        # whatever it started: signal them all, by that group's id.
-        if self.alive:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, sig)
-
-    def kill(self) -> None:
-        self.signal(signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(5)
-
-    def terminate(self, grace: float = 5) -> int | None:
-        """SIGTERM, then SIGKILL after `grace` seconds; returns the exit code."""
-        self.signal(signal.SIGTERM)
-        try:
-            return self.popen.wait(grace)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return self.popen.poll()
-
-    def wait_for_log(self, pattern: str, timeout: float = 10) -> re.Match[str] | None:
-        """The first match of regex `pattern` in the log; polls until timeout or the exit."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            ended = not self.alive
-            found = regex.search(self.log())
-            if found or ended or time.monotonic() > deadline:
-                return found
-            time.sleep(0.05)
-
-    def __repr__(self) -> str:
-        return f"<Proc {self.pid} {' '.join(self.argv)!r} rc={self.returncode}>"
-
-
-def spawn(
-    ns: str | None, argv: Sequence[str], log_path: Path | str, env: dict[str, str] | None = None
-) -> Proc:
-    """Start argv in ns with stdout and stderr going to log_path; it runs until stopped."""
-    log_path = Path(log_path)
-    with open(log_path, "wb") as log:
-        popen = subprocess.Popen(
-            ns_argv(ns, argv),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    return Proc(popen, argv, log_path)
-
-
-# ----------------------------------------------------------------------------------------------
-# Loss and reachability
+# Loss
 
 
 _netem_works: bool | None = None
@@ -248,223 +165,39 @@ def set_loss(ns: str, dev: str, percent: float) -> None:
     run(ns, ["nft", "-f", "-"], input=script)
 
 
-@dataclass(frozen=True)
-class PingResult:
-    wanted: int  # replies asked for
-    sent: int
-    received: int
-    rtt_ms: float | None  # average round trip of the replies, None when none came
-
-    @property
-    def ok(self) -> bool:
-        return self.received >= self.wanted
-
-
-def ping(
-    ns: str, addr: str, count: int = 1, timeout: float = 2.0, interval: float = 0.2
-) -> PingResult:
-    """Ping from ns until `count` replies came (ok) or `timeout` seconds passed."""
-    deadline = max(1, math.ceil(timeout))
-    argv = ["ping", "-n", "-q", "-c", str(count), "-i", str(interval), "-w", str(deadline), addr]
-    out = run(ns, argv, check=False, timeout=deadline + 10).stdout
-    counts = re.search(r"(\d+) packets transmitted, (\d+) (?:packets )?received", out)
-    rtt = re.search(r"= [\d.]+/([\d.]+)/", out)
-    sent, received = (int(counts[1]), int(counts[2])) if counts else (0, 0)
-    return PingResult(count, sent, received, float(rtt[1]) if rtt else None)
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10, interval: float = 0.1) -> Any:
-    """Poll predicate until it returns something true (which is returned) or timeout (None)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value or None
-        time.sleep(interval)
-
-
-# ----------------------------------------------------------------------------------------------
-# smolmesh configs
-
-
-def tcp_connect(host: str, port: int, key: str) -> dict[str, Any]:
-    return {"type": "legacy_tcp_connect", "host": host, "port": port, "key": key}
-
-
-def tcp_listen(port: int, keys: Iterable[str]) -> dict[str, Any]:
-    return {"type": "legacy_tcp_listen", "port": port, "keys": list(keys)}
-
-
-def node_config(
-    node_name: str,
-    transports: Iterable[dict[str, Any]] = (),
-    *,
-    ipv4_addresses: Iterable[str] = (),
-    tun_name: str = "smolmesh1",
-    mtu: int = 1400,
-    linux_tuntap: bool = True,
-    **extra: Any,
-) -> dict[str, Any]:
-    """A meshnode config as a dict; extra fields pass through unchanged."""
-    return {
-        "node_name": node_name,
-        "linux_tuntap": linux_tuntap,
-        "ipv4_addresses": list(ipv4_addresses),
-        "transports": list(transports),
-        "tun_name": tun_name,
-        "mtu": mtu,
-        **extra,
-    }
-
-
 # ----------------------------------------------------------------------------------------------
 # The lab
 
 
-@dataclass(frozen=True)
-class Veth:
-    """One veth pair: dev_a in ns_a, dev_b in ns_b, each end with an IPv4 /30 and IPv6 /64."""
+class Lab(_lab.Lab):
+    """smolmesh.lab.Lab for tests: skips unless a lab can run here; loss; logs shown on failure."""
 
-    ns_a: str
-    dev_a: str
-    ns_b: str
-    dev_b: str
-    ipv4_a: str
-    ipv4_b: str
-    ipv6_a: str
-    ipv6_b: str
-
-
-class Lab:
-    """Namespaces, links and processes that are all removed on close (or leaving `with`)."""
-
-    def __init__(self, workdir: Path | str | None = None, grace: float = 5.0) -> None:
-        self.grace = grace  # seconds between SIGTERM and SIGKILL on close
-        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="smt-lab-"))
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.namespaces: list[str] = []
-        self.procs: list[Proc] = []
-        self.links: list[Veth] = []
+    prefix = PREFIX
 
     def __enter__(self) -> Lab:
         require_lab()
-        sweep_stale()
+        super().__enter__()
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is not None:
+        if exc_type is not None:  # a failure, a skip, or a Ctrl-C of a test that hung
             self.print_logs()
         self.close()
 
-    def namespace(self) -> str:
+    def namespace(self, label: str | None = None) -> str:
         """A new namespace with lo up; its name is returned."""
         require_lab()
-        name = f"{PREFIX}-{os.getpid()}-{next(_names)}"
-        run(None, ["ip", "netns", "add", name])
-        self.namespaces.append(name)
-        run(name, ["ip", "link", "set", "lo", "up"])
-        return name
-
-    def link(self, ns_a: str, ns_b: str, mtu: int | None = None) -> Veth:
-        """A veth pair between two namespaces, addressed and up."""
-        k = len(self.links) + 1
-        if k > 255:
-            raise RuntimeError("a lab has at most 255 links")
-        veth = Veth(ns_a, f"v{k}a", ns_b, f"v{k}b", f"10.201.{k}.1", f"10.201.{k}.2",
-                    f"fd00:201:{k}::1", f"fd00:201:{k}::2")  # fmt: skip
-        add = ["ip", "link", "add", veth.dev_a, "netns", ns_a, "type", "veth"]
-        run(None, [*add, "peer", "name", veth.dev_b, "netns", ns_b])
-        self.links.append(veth)
-        ends = (
-            (ns_a, veth.dev_a, veth.ipv4_a, veth.ipv6_a),
-            (ns_b, veth.dev_b, veth.ipv4_b, veth.ipv6_b),
-        )
-        for ns, dev, v4, v6 in ends:
-            run(ns, ["ip", "addr", "add", f"{v4}/30", "dev", dev])
-            run(ns, ["ip", "-6", "addr", "add", f"{v6}/64", "dev", dev, "nodad"])
-            if mtu is not None:
-                run(ns, ["ip", "link", "set", dev, "mtu", str(mtu)])
-            run(ns, ["ip", "link", "set", dev, "up"])
-        return veth
-
-    def run(
-        self, ns: str | None, argv: Sequence[str], **kwargs: Any
-    ) -> subprocess.CompletedProcess[str]:
-        return run(ns, argv, **kwargs)
-
-    def spawn(
-        self, ns: str | None, argv: Sequence[str], log_name: str, env: dict[str, str] | None = None
-    ) -> Proc:
-        """Start argv in ns, logging to <workdir>/<log_name>; stopped when the lab closes."""
-        proc = spawn(ns, argv, self.workdir / log_name, env)
-        self.procs.append(proc)
-        return proc
+        return super().namespace(label)
 
     def set_loss(self, ns: str, dev: str, percent: float) -> None:
         set_loss(ns, dev, percent)
 
-    def ping(
-        self, ns: str, addr: str, count: int = 1, timeout: float = 2.0, interval: float = 0.2
-    ) -> PingResult:
-        return ping(ns, addr, count, timeout, interval)
-
-    def addresses(self, ns: str, dev: str = "smolmesh1") -> list[str]:
-        """Global addresses on dev in ns (to ping a node by what it put on its TUN)."""
-        out = run(ns, ["ip", "-o", "addr", "show", "dev", dev, "scope", "global"]).stdout
-        return [line.split()[3].split("/")[0] for line in out.splitlines()]
-
-    node_config = staticmethod(node_config)
-
-    def write_config(self, config: dict[str, Any], name: str | None = None) -> Path:
-        path = self.workdir / f"{name or config['node_name']}.json"
-        path.write_text(json.dumps(config, indent=2))
-        return path
-
-    def start_node(
-        self, ns: str, config: dict[str, Any], env: dict[str, str] | None = None
-    ) -> Proc:
-        """Write config and run `python -m smolmesh meshnode CONFIG -v` in ns, logging to a file."""
-        path = self.write_config(config)
-        argv = [sys.executable, "-m", "smolmesh", "meshnode", str(path), "-v"]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        return self.spawn(ns, argv, f"{config['node_name']}.log", env)
-
-    def print_logs(self, lines: int = 40) -> None:
-        for proc in self.procs:
-            tail = "\n".join(proc.log().splitlines()[-lines:])
-            print(f"--- {proc.log_path} ({proc!r}), last {lines} lines:\n{tail}", file=sys.stderr)
-
-    def close(self) -> None:
-        """Stop every process (SIGTERM, SIGKILL after the grace) and delete every namespace."""
-        for proc in self.procs:
-            proc.signal(signal.SIGTERM)
-        deadline = time.monotonic() + self.grace
-        for proc in self.procs:
-            try:
-                proc.popen.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        for ns in reversed(self.namespaces):
-            delete_namespace(ns)
-        self.namespaces.clear()
-
-
-def delete_namespace(ns: str) -> None:
-    """Delete ns; its veth ends go with it. Never raises."""
-    with contextlib.suppress(Exception):
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
-
 
 def lab_namespaces() -> list[str]:
     """Names of every namespace this kit made that exists now (any PID)."""
-    done = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10)
-    names = (line.split()[0] for line in done.stdout.splitlines() if line.strip())
-    return [n for n in names if re.fullmatch(rf"{PREFIX}-\d+-\w+", n)]
+    return _lab.lab_namespaces(PREFIX)
 
 
 def sweep_stale() -> None:
     """Delete namespaces left by test runs whose process is gone (killed before cleanup)."""
-    for ns in lab_namespaces():
-        pid = int(ns.split("-")[1])
-        if pid != os.getpid() and not Path(f"/proc/{pid}").exists():
-            delete_namespace(ns)
+    _lab.sweep_stale(PREFIX)
