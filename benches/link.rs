@@ -15,14 +15,14 @@ fn seal_and_open(c: &mut Criterion) {
         let mut sealer = Sealer::new(b"psk", &IV);
         let mut opener = Opener::new(b"psk", &IV);
         group.throughput(Throughput::Elements(batch as u64));
-        group.bench_function(format!("seal+open/{size}B x{batch}"), |b| {
+        group.bench_function(format!("seal+open/{size}B/x{batch}"), |b| {
             b.iter(|| {
                 let wire = sealer.seal_batch(black_box(&refs)).unwrap();
                 assert_eq!(opener.feed(&wire).unwrap().len(), batch);
             })
         });
         let mut sealer = Sealer::new(b"psk", &IV);
-        group.bench_function(format!("seal/{size}B x{batch}"), |b| {
+        group.bench_function(format!("seal/{size}B/x{batch}"), |b| {
             b.iter(|| sealer.seal_batch(black_box(&refs)).unwrap())
         });
     }
