@@ -31,17 +31,26 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def ipv6_packet(source: ipaddress.IPv6Address, destination: ipaddress.IPv6Address, payload: bytes) -> bytes:
+def ipv6_packet(
+    source: ipaddress.IPv6Address, destination: ipaddress.IPv6Address, payload: bytes
+) -> bytes:
     header = struct.pack("!IHBB", 6 << 28, len(payload), 59, 64)  # next header 59: no next header
     return header + source.packed + destination.packed + payload
 
 
 def ipv4_packet(source: str, destination: str, payload: bytes) -> bytes:
     header = struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(payload), 0, 0, 64, 253, 0)
-    return header + ipaddress.IPv4Address(source).packed + ipaddress.IPv4Address(destination).packed + payload
+    return (
+        header
+        + ipaddress.IPv4Address(source).packed
+        + ipaddress.IPv4Address(destination).packed
+        + payload
+    )
 
 
-def random_connected_graph(count: int, extra_edges: int, rng: random.Random) -> set[tuple[int, int]]:
+def random_connected_graph(
+    count: int, extra_edges: int, rng: random.Random
+) -> set[tuple[int, int]]:
     """A random tree over `count` nodes plus `extra_edges` more edges; (a, b) means a dials b."""
     edges = {(i, rng.randrange(i)) for i in range(1, count)}
     while len(edges) < count - 1 + extra_edges:
@@ -71,7 +80,8 @@ def hops_from(start: int, edges: set[tuple[int, int]], count: int) -> list[int]:
 def node_config(index: int, port: int, dial_ports: list[int]) -> dict:
     transports = [{"type": "legacy_tcp_listen", "port": port, "keys": ["other key", KEY]}]
     transports += [
-        {"type": "legacy_tcp_connect", "host": "127.0.0.1", "port": p, "key": KEY} for p in dial_ports
+        {"type": "legacy_tcp_connect", "host": "127.0.0.1", "port": p, "key": KEY}
+        for p in dial_ports
     ]
     return {
         "node_name": f"inproc-{index}",
@@ -128,7 +138,9 @@ def test_thirty_two_nodes_converge_and_carry_packets_across_hops() -> None:
             received = await asyncio.wait_for(target.receive(), 5)
             assert received == ipv6_packet(source.address, target.address, payload)
 
-            packet4 = ipv4_packet(str(source.ipv4_addresses[0]), str(target.ipv4_addresses[0]), b"v4")
+            packet4 = ipv4_packet(
+                str(source.ipv4_addresses[0]), str(target.ipv4_addresses[0]), b"v4"
+            )
             assert source.send(packet4)
             assert await asyncio.wait_for(target.receive(), 5) == packet4
 

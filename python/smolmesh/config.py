@@ -68,7 +68,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     the constructor itself does not check field types."""
 
     node_name: NonEmptyStr
-    linux_tuntap: bool = True
+    linux_tuntap: bool = False
     windows_tuntap: bool = False
     ipv4_addresses: list[str] = []
     transports: list[Transport] = []

@@ -10,6 +10,7 @@ Several nodes may run in one event loop; none of them touches global state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import random
@@ -23,8 +24,8 @@ from types import MappingProxyType
 from typing import Any
 
 from smolmesh import _core, tuning
-from smolmesh.errors import LocalError, StartupError
 from smolmesh.config import Config, LegacyTcpConnect, LegacyTcpListen, parse_config
+from smolmesh.errors import LocalError, StartupError
 from smolmesh.links.legacy_tcp import LegacyTcpLink, PendingHandshakes, dial_forever, listen
 from smolmesh.router import Router, format_address, now_ms
 
@@ -248,10 +249,8 @@ class Node:
     def _close_tun(self) -> None:
         if self._tun is None:
             return
-        try:
+        with contextlib.suppress(RuntimeError, ValueError, OSError):  # loop or fd already gone
             asyncio.get_running_loop().remove_reader(self._tun.fileno())
-        except (RuntimeError, ValueError, OSError):
-            pass
         if self._host is not None:
             self._host.close()
             self._host = None

@@ -9,7 +9,7 @@ an announcement to arrive is acted upon: the link it came over becomes the route
 
 smolmesh also remembers the links that later copies arrive over, as *backup paths*: a duplicate
 announcement proves the address is reachable over that link too. When a link dies, each route over
-it moves at once to the backup heard most recently, instead of waiting up to 10 s for the next flood.
+it moves at once to the backup heard most recently, not waiting up to 10 s for the next flood.
 
 Data packets (cmd 3) go to the local sink when addressed to this node, else over the route's link.
 The hot path is `on_packets`: one call per batch of packets from a link, a dict lookup per packet.
@@ -208,7 +208,9 @@ class Router:
                 return False
             if len(self.routes) >= tuning.MAX_ROUTES:
                 if not self._route_limit_logged:
-                    log.warning("route table full (%d addresses); ignoring new ones", len(self.routes))
+                    log.warning(
+                        "route table full (%d addresses); ignoring new ones", len(self.routes)
+                    )
                     self._route_limit_logged = True
                 return True
             route = Route(link=source, timestamp_ms=timestamp, name=name, announcement=packet)
@@ -245,7 +247,7 @@ class Router:
             for link in stale:
                 del route.paths[link]
             if not route.paths:
-                self._forget(address, "no announcement for %d s" % tuning.ROUTE_TTL_S)
+                self._forget(address, f"no announcement for {tuning.ROUTE_TTL_S:g} s")
 
     def _forget(self, address: bytes, why: str) -> None:
         route = self.routes.pop(address)

@@ -19,6 +19,7 @@ a few seconds, without any byte on the wire that smolmesh2 would not understand.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -54,16 +55,16 @@ def _tune_socket(transport: asyncio.BaseTransport) -> None:
     if hasattr(socket, "TCP_USER_TIMEOUT"):
         options.append((socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, tuning.TCP_USER_TIMEOUT_MS))
     for level, name, value in options:
-        try:
+        with contextlib.suppress(OSError):  # an option this kernel lacks is no reason to fail
             sock.setsockopt(level, name, value)
-        except OSError:
-            pass
 
 
 class LegacyTcpLink(asyncio.Protocol):
     """One legacy_tcp connection, outgoing (one key) or incoming (any of the listener's keys)."""
 
-    def __init__(self, router: Router, psks: list[bytes], *, outgoing: bool, label: str = "") -> None:
+    def __init__(
+        self, router: Router, psks: list[bytes], *, outgoing: bool, label: str = ""
+    ) -> None:
         self.router = router
         self.psks = psks
         self.outgoing = outgoing
@@ -101,7 +102,9 @@ class LegacyTcpLink(asyncio.Protocol):
             transport.write(_core.make_hello(self._psk, self._my_iv))
         loop = asyncio.get_running_loop()
         self._handshake_timer = loop.call_later(
-            tuning.HANDSHAKE_TIMEOUT_S, self.close, "no handshake within %g s" % tuning.HANDSHAKE_TIMEOUT_S
+            tuning.HANDSHAKE_TIMEOUT_S,
+            self.close,
+            f"no handshake within {tuning.HANDSHAKE_TIMEOUT_S:g} s",
         )
 
     def data_received(self, data: bytes) -> None:
@@ -275,10 +278,8 @@ async def dial_forever(
         else:
             failures = 0
         delay = random.uniform(tuning.REDIAL_MIN_S, tuning.REDIAL_MAX_S)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), delay)
-        except TimeoutError:
-            pass
 
 
 async def _dial_once(
@@ -291,7 +292,7 @@ async def _dial_once(
     except OSError as error:
         return f"cannot resolve {host}: {error.strerror or error}"
     last_error = "no address"
-    for family, type_, proto, _, address in infos:
+    for *_, address in infos:
         try:
             _, link = await asyncio.wait_for(
                 loop.create_connection(make_link, host=address[0], port=address[1]),
