@@ -157,7 +157,7 @@ def test_smolmesh2_example_loads(tmp_path: Path) -> None:
 
 def test_defaults() -> None:
     config = parse_config(b'{"node_name": "a"}')
-    assert config.linux_tuntap is True
+    assert config.linux_tuntap is False  # as in smolmesh2: no field, no TUN device
     assert config.windows_tuntap is False
     assert config.ipv4_addresses == []
     assert config.transports == []
