@@ -37,14 +37,15 @@ smolmesh make-random-ipv4
 smolmesh make-random-ipv6
     Print a random IPv6 address in fd00::/8.
 
-smolmesh demo
+smolmesh demo [--keep] [--nodes N]
     Start a small mesh of nodes in network namespaces on this machine and show
-    traffic crossing it (needs root).
+    traffic crossing it (needs root). --keep leaves it running until Ctrl-C;
+    --nodes N makes the line of nodes N long (2-8, default 3).
 """
 
 USAGE = (
     "smolmesh help | meshnode CONFIG [-v | --log-level LEVEL] | name-to-ipv6 NAME"
-    " | make-random-ipv4 | make-random-ipv6 | demo"
+    " | make-random-ipv4 | make-random-ipv6 | demo [--keep] [--nodes N]"
 )
 MESHNODE_USAGE = "smolmesh meshnode CONFIG [-v | --log-level LEVEL]"
 

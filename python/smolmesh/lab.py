@@ -332,6 +332,7 @@ class Lab:
     """Namespaces, links and processes that are all removed on close (or leaving `with`)."""
 
     prefix = "smlab"  # namespace names are <prefix>-<pid>-<label>
+    logs_on_error = True  # print the tail of every process's log when the `with` body raised
 
     def __init__(
         self, workdir: Path | str | None = None, grace: float = 5.0, *, prefix: str | None = None
@@ -353,7 +354,7 @@ class Lab:
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if isinstance(exc, Exception):
+        if self.logs_on_error and isinstance(exc, Exception):
             self.print_logs()
         self.close()
 
