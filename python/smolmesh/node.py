@@ -175,7 +175,12 @@ class Node:
     # --- Data through the API ---
     def send(self, ip_packet: bytes) -> bool:
         """Send one IP packet into the mesh; False if there is no route to its destination."""
-        return self.router.route_packets([ip_packet], now_ms()) == 1
+        if len(ip_packet) > _core.MAX_PACKET_LEN - _core.HEADER_LEN:
+            raise ValueError(
+                f"an IP packet of {len(ip_packet)} bytes does not fit in one mesh packet"
+                f" (at most {_core.MAX_PACKET_LEN - _core.HEADER_LEN} bytes)"
+            )
+        return self.router.route_packets([bytes(ip_packet)], now_ms()) == 1
 
     async def receive(self) -> bytes:
         """The next IP packet addressed to this node (when it runs without a TUN device)."""
