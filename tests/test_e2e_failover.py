@@ -1,0 +1,120 @@
+"""Failover in a diamond of real nodes: A links to B and C, both link to D. A continuous ping from
+A to D must come back quickly when the middle node carrying it is killed, and when the link to it
+goes silent (every packet dropped, no FIN or RST)."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from netns import Lab, Proc, tcp_connect, tcp_listen
+from test_e2e_kit import (
+    KEY,
+    PORT,
+    PingStream,
+    log_lines,
+    node_address,
+    route_via,
+    start_node,
+    wait_up,
+)
+
+KILL_GAP_LIMIT = 2.0  # seconds without replies allowed when the carrying node is SIGKILLed
+CUT_GAP_LIMIT = 5.0  # ... when the link carrying the pings silently drops everything
+PERIOD_S = 10.5  # a node announces itself every 5-10 s
+
+
+def wait_links(proc: Proc, count: int, since: float = 0.0, timeout: float = 20.0) -> None:
+    """Wait until the node logged `count` links up after time `since`."""
+    deadline = time.monotonic() + timeout
+    while len([t for t, _ in log_lines(proc, r"^link \S+ up") if t >= since]) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} links up:\n{proc.log()}"
+        time.sleep(0.05)
+
+
+def how_route_left(proc: Proc, name: str, since: float) -> str:
+    """How the node's route to `name` first changed after time `since`, from its log."""
+    lines = log_lines(proc, rf"route to \S+ \({name}\) (moved|changed|lost)")
+    word = next((found[1] for when, found in lines if when >= since), None)
+    return {
+        "moved": "moved to the backup path when the link went down",
+        "changed": "changed by a newer announcement over the other path",
+        "lost": "lost with the link, relearnt from the next announcement",
+    }.get(word or "", "unchanged")
+
+
+def test_diamond_pings_survive_a_killed_middle_node_and_a_silently_cut_link(tmp_path) -> None:
+    with Lab(tmp_path) as lab:
+        ns = {name: lab.namespace() for name in "abcd"}
+        # veth k joins A or D (ending in .1) to a middle node (ending in .2).
+        veths = {
+            ("a", "b"): lab.link(ns["a"], ns["b"]),
+            ("a", "c"): lab.link(ns["a"], ns["c"]),
+            ("d", "b"): lab.link(ns["d"], ns["b"]),
+            ("d", "c"): lab.link(ns["d"], ns["c"]),
+        }
+        configs = {end: lab.node_config(end, [tcp_listen(PORT, [KEY])]) for end in "ad"}
+        for middle in "bc":
+            dials = [tcp_connect(veths[end, middle].ipv4_a, PORT, KEY) for end in "ad"]
+            configs[middle] = lab.node_config(middle, dials)
+        nodes = {}
+        for name in "adbc":  # the listeners first, so that nobody waits 5-10 s to redial
+            nodes[name] = start_node(lab, ns[name], configs[name])
+            wait_up(nodes[name])
+        wait_links(nodes["a"], 2)
+        wait_links(nodes["d"], 2)
+
+        def carrier() -> str:
+            """The middle node A's route to D goes through, from A's log."""
+            via = route_via(nodes["a"], "d")
+            assert via, nodes["a"].log()
+            host = via.rsplit(":", 1)[0]
+            return next(mid for mid in "bc" if veths["a", mid].ipv4_b == host)
+
+        pings = PingStream(lab, ns["a"], node_address("d"), "ping-a-d", interval=0.1)
+        assert pings.wait_replies(20, timeout=20), pings.proc.log()
+
+        # 1. SIGKILL the middle node that carries the pings: its sockets close with it.
+        victim = carrier()
+        killed_at = time.time()
+        nodes[victim].signal(signal.SIGKILL)
+        assert pings.wait_replies(10, timeout=10), "no replies after the kill"
+        kill_gap = pings.gap_around(killed_at)
+        assert carrier() != victim, nodes["a"].log()
+        # A moves its route to D to a backup path at once, when it heard D's last announcement
+        # over both middle nodes; else it relearns D from D's announcement 0.2 s after D lost
+        # its link (a busy middle node may forward a copy after A's, so A hears it over one).
+        kill_how = how_route_left(nodes["a"], "d", killed_at)
+        assert not nodes[victim].alive
+
+        # Restore it, and wait until A and D have heard D's and A's announcements over it again.
+        restarted_at = time.time()
+        nodes[victim] = start_node(lab, ns[victim], configs[victim], tag=f"{victim}-restarted")
+        wait_up(nodes[victim])
+        wait_links(nodes["a"], 1, since=restarted_at)
+        wait_links(nodes["d"], 1, since=restarted_at)
+        # A new link makes both its ends announce themselves 0.2 s later, all at once, and under
+        # load a middle node may then forward D's announcement only after A's copy reached it,
+        # leaving A without a backup path. One periodic round of D (every 5-10 s) settles it.
+        time.sleep(PERIOD_S)
+        assert pings.wait_replies(10, timeout=10)
+
+        # 2. Cut the link from A to the carrying middle node silently, in both directions.
+        middle = carrier()
+        veth = veths["a", middle]
+        cut_at = time.time()
+        lab.set_loss(veth.ns_a, veth.dev_a, 100)
+        lab.set_loss(veth.ns_b, veth.dev_b, 100)
+        assert pings.wait_replies(10, timeout=15), "no replies after the cut"
+        cut_gap = pings.gap_around(cut_at)
+        pings.stop()
+        # A leaves the dead link when the kernel times it out, or earlier when D's next
+        # announcement happens to arrive over the other middle node first.
+        assert carrier() != middle, nodes["a"].log()
+        cut_how = how_route_left(nodes["a"], "d", cut_at)
+
+        print(f"\ndiamond: SIGKILL of {victim}: ping gap {kill_gap:.2f} s (A's route to D"
+              f" {kill_how});\n  silent cut of A-{middle}: ping gap {cut_gap:.2f} s ({cut_how})")
+        assert kill_gap is not None and kill_gap < KILL_GAP_LIMIT
+        assert cut_gap is not None and cut_gap < CUT_GAP_LIMIT
+        assert all(nodes[name].alive for name in "ad")
