@@ -11,7 +11,9 @@ smolmesh also remembers the links that later copies arrive over, as *backup path
 announcement proves the address is reachable over that link too. When a link dies, each route over
 it moves at once to the backup heard most recently, not waiting up to 10 s for the next flood.
 
-Data packets (cmd 3) go to the local sink when addressed to this node, else over the route's link.
+Data packets (cmd 3) go to the local sink when addressed to this node, else over the route's link;
+one that came in over that very link (two routes pointing at each other after a failover) goes
+over the freshest backup path instead, if there is one.
 The hot path is `on_packets`: one call per batch of packets from a link, a dict lookup per packet.
 """
 
@@ -136,7 +138,9 @@ class Router:
                     to_deliver.append(packet)
                     continue
                 link = next_hop.get(key)
-                if link is not None and link is not source:
+                if link is source:
+                    link = self._detour(key, source)
+                if link is not None:
                     batch = outgoing.get(link)
                     if batch is None:
                         outgoing[link] = [packet]
@@ -178,6 +182,20 @@ class Router:
             self.seen.insert(packet)
         for link in self.links:
             link.send_packets(packets, control=True)
+
+    def _detour(self, address: bytes, source: Link) -> Link | None:
+        """Where a packet goes that came in over the link our route to `address` leads to.
+
+        The peer's route runs through us and ours through it: it heard a newer announcement via
+        us first, and since then our route moved to it as a backup path (its link went down).
+        Sent back, the packet would be dropped as a duplicate until the next flood, 5-10 s on;
+        the freshest other path heard for the address carries it now.
+        """
+        route = self.routes.get(address)
+        if route is None:
+            return None
+        others = [(heard, link) for link, heard in route.paths.items() if link is not source]
+        return max(others, key=lambda item: item[0], default=(None, None))[1]
 
     # --- Routing state ---
     def _learn(
