@@ -8,6 +8,8 @@ import signal
 import time
 
 from netns import Lab, Proc, tcp_connect, tcp_listen
+from smolmesh import _core
+from smolmesh.router import Router
 from test_e2e_kit import (
     KEY,
     PORT,
@@ -118,3 +120,41 @@ def test_diamond_pings_survive_a_killed_middle_node_and_a_silently_cut_link(tmp_
         assert kill_gap is not None and kill_gap < KILL_GAP_LIMIT
         assert cut_gap is not None and cut_gap < CUT_GAP_LIMIT
         assert all(nodes[name].alive for name in "ad")
+
+
+class FakeLink:
+    """A link that records what the router sends over it."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.sent: list[bytes] = []
+
+    def send_packets(self, packets: list[bytes], *, control: bool = False) -> None:
+        self.sent.extend(packets)
+
+
+def test_router_detours_a_packet_sent_back_over_its_own_route() -> None:
+    """What the diamond above can run into: B's route to D runs through A (A's copy of D's newer
+    announcement reached B first) while A's runs through B (A's link to C went down). A packet
+    from A to D then reaches B over the link B's route points to; B sends it on over its backup
+    path, straight to D, instead of back to A, which would drop it as a duplicate."""
+    router = Router([node_address_bytes("b")], lambda packets: None)
+    to_a, to_d = FakeLink("a"), FakeLink("d")
+    router.link_up(to_a)
+    router.link_up(to_d)
+    now = int(time.time() * 1000)
+    older, newer = (_core.make_packet(now - age, _core.CMD_NAME, b"d") for age in (5000, 0))
+    router.on_packets(to_d, [older])
+    router.on_packets(to_a, [newer])  # first copy of the newer announcement: via A
+    router.on_packets(to_d, [newer])  # its duplicate: D is a backup path
+    assert router.routes[node_address_bytes("d")].link is to_a
+    to_a.sent.clear()
+    to_d.sent.clear()
+    ipv6 = bytes([0x60]) + bytes(23) + node_address_bytes("d")  # a header up to the destination
+    data = _core.make_packet(now, _core.CMD_DATA, ipv6)
+    router.on_packets(to_a, [data])
+    assert to_d.sent == [data] and to_a.sent == []
+
+
+def node_address_bytes(name: str) -> bytes:
+    return _core.name_to_ipv6(name)
