@@ -1,0 +1,247 @@
+"""A listening node N against misbehaving peers: a wrong key, garbage, a forged frame, truncated
+streams, odd but well-formed packets, and 300 idle connections. N must keep serving a good peer,
+log each bad connection once, keep its memory bounded and close the idle connections."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from netns import Lab, tcp_connect, tcp_listen
+from smolmesh import _core
+from test_e2e_kit import (
+    KEY,
+    PORT,
+    log_lines,
+    log_time,
+    node_address,
+    rss_kib,
+    start_node,
+    wait_route,
+    wait_up,
+)
+
+IDLE_CONNECTIONS = 300
+HANDSHAKE_TIMEOUT_S = 10.0  # smolmesh.tuning.HANDSHAKE_TIMEOUT_S, as a user sees it
+
+
+# ----------------------------------------------------------------------------------------------
+# The hostile peer: runs as its own process in its own namespace (see `attack`), and reports each
+# case as one JSON line on stdout.
+
+
+def report(**fields: Any) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+def closed_within(sock: socket.socket, timeout: float) -> float | None:
+    """Seconds until the node closed the connection (EOF or RST), None if it stayed open."""
+    start = time.monotonic()
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        return None
+    return time.monotonic() - start
+
+
+def handshake(host: str, psk: bytes) -> tuple[socket.socket, _core.Sealer]:
+    """A connection that did the legacy_tcp handshake right; returns it with our Sealer."""
+    sock = socket.create_connection((host, PORT), timeout=10)
+    iv = os.urandom(_core.IV_LEN)
+    sock.sendall(_core.make_hello(psk, iv))
+    hello = b""
+    while len(hello) < _core.HELLO_LEN:
+        chunk = sock.recv(_core.HELLO_LEN - len(hello))
+        assert chunk, "the node closed a correct handshake"
+        hello += chunk
+    assert _core.find_psk(hello, [psk]) == 0, "the node's hello does not match our key"
+    return sock, _core.Sealer(psk, iv)
+
+
+def attack(host: str, key: str) -> None:
+    psk = key.encode()
+    now = int(time.time() * 1000)
+
+    def one_shot(case: str, sock: socket.socket, wire: bytes, eof: bool = False) -> None:
+        sock.sendall(wire)
+        if eof:
+            sock.shutdown(socket.SHUT_WR)
+        report(case=case, port=sock.getsockname()[1], closed_after=closed_within(sock, 5))
+        sock.close()
+
+    wrong = _core.make_hello(b"not the mesh key", os.urandom(_core.IV_LEN))
+    one_shot("wrong key", socket.create_connection((host, PORT), timeout=10), wrong)
+    garbage = os.urandom(4096)
+    one_shot("garbage", socket.create_connection((host, PORT), timeout=10), garbage)
+    sock, sealer = handshake(host, psk)
+    forged = bytearray(sealer.seal(_core.make_packet(now, _core.CMD_NAME, b"forger")))
+    forged[-1] ^= 1  # a bit of the MAC
+    one_shot("bad MAC", sock, bytes(forged))
+    half_hello = _core.make_hello(psk, os.urandom(_core.IV_LEN))[:20]
+    sock = socket.create_connection((host, PORT), timeout=10)
+    one_shot("truncated hello", sock, half_hello, eof=True)
+    sock, sealer = handshake(host, psk)
+    frame = sealer.seal(_core.make_packet(now, _core.CMD_NAME, b"truncated-peer"))
+    one_shot("truncated frame", sock, frame[: len(frame) // 2], eof=True)
+
+    # Odd but well-formed: sealed right, so the link must stay up and go on working.
+    odd, sealer = handshake(host, psk)
+    packets = [
+        _core.make_packet(now, 9, b"an unknown command"),
+        _core.make_packet(now, _core.CMD_NAME, b"\xff\xfe not UTF-8"),
+        _core.make_packet(now, _core.CMD_IPV4, b"\x0a\xfa\x00"),  # 3 bytes, not 4
+        _core.make_packet(now, _core.CMD_IPV6, bytes(15)),  # 15 bytes, not 16
+        _core.make_packet(now - 10 * 60_000, _core.CMD_NAME, b"stale-peer"),
+        _core.make_packet(now + 10 * 60_000, _core.CMD_NAME, b"future-peer"),
+        _core.make_packet(now, _core.CMD_DATA, b"\x00" * 40),  # no IP packet
+        b"",  # a zero-length frame
+        b"\x01" * 8,  # shorter than a header
+    ]
+    odd.sendall(sealer.seal_batch(packets))
+    time.sleep(0.5)
+    fine = _core.make_packet(int(time.time() * 1000), _core.CMD_NAME, b"odd-peer")
+    odd.sendall(sealer.seal(fine))
+    report(case="odd packets", port=odd.getsockname()[1], closed_after=closed_within(odd, 2))
+
+    # Idle connections: opened and never written to.
+    selector = selectors.DefaultSelector()
+    idle = []
+    for _ in range(IDLE_CONNECTIONS):
+        sock = socket.create_connection((host, PORT), timeout=10)
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ, time.monotonic())
+        idle.append(sock)
+    report(case="idle open", ports=[s.getsockname()[1] for s in idle])
+    lasted: list[float] = []  # seconds from each connection's opening to the node closing it
+    deadline = time.monotonic() + HANDSHAKE_TIMEOUT_S + 15
+    while len(lasted) < len(idle) and time.monotonic() < deadline:
+        for ready, _ in selector.select(timeout=0.5):
+            sock = ready.fileobj
+            assert isinstance(sock, socket.socket)
+            try:
+                data = sock.recv(1)
+            except ConnectionResetError:
+                data = b""
+            assert not data, "the node sent bytes on a connection that sent none"
+            selector.unregister(sock)
+            lasted.append(time.monotonic() - ready.data)
+    report(case="idle closed", lasted=sorted(lasted))
+    odd.settimeout(0.1)
+    try:
+        still_up = odd.recv(1) != b""  # anything but EOF; the node has nothing to send
+    except TimeoutError:
+        still_up = True
+    except ConnectionResetError:
+        still_up = False
+    report(case="odd link at the end", up=still_up, at=time.time())
+    for sock in [odd, *idle]:
+        sock.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# The test
+
+
+def reports(text: str) -> dict[str, dict[str, Any]]:
+    found = (json.loads(line) for line in text.splitlines() if line.startswith("{"))
+    return {item["case"]: item for item in found}
+
+
+def test_node_keeps_serving_while_peers_misbehave(tmp_path) -> None:
+    with Lab(tmp_path) as lab:
+        n, hostile, good = lab.namespace(), lab.namespace(), lab.namespace()
+        to_hostile, to_good = lab.link(n, hostile), lab.link(n, good)
+        node = start_node(lab, n, lab.node_config("n", [tcp_listen(PORT, ["another key", KEY])]))
+        wait_up(node)
+        time.sleep(1.0)  # let it settle before the first reading
+        rss = {"before": rss_kib(node.pid)}
+
+        tests_dir = Path(__file__).resolve().parent
+        program = (
+            f"import sys; sys.path.insert(0, {str(tests_dir)!r}); import test_e2e_hostile; "
+            f"test_e2e_hostile.attack({to_hostile.ipv4_a!r}, {KEY!r})"
+        )
+        attacker = lab.spawn(hostile, [sys.executable, "-c", program], "attacker.log")
+        assert attacker.wait_for_log('"case": "idle open"', timeout=60), attacker.log()
+        idle_opened = time.monotonic()
+        rss["300 idle open"] = rss_kib(node.pid)
+
+        # A good peer links and pings at once while the idle connections are open.
+        peer = start_node(lab, good, lab.node_config("g", [tcp_connect(to_good.ipv4_a, PORT, KEY)]))
+        peer_up = wait_up(peer)
+        linked = peer.wait_for_log(r"(\S+ \S+) INFO smolmesh\.links: link \S+ up", timeout=10)
+        assert linked, peer.log()
+        wait_route(peer, "n", timeout=10)
+        ping = lab.ping(good, node_address("n"), count=1, timeout=5)
+        pinged = time.time()
+        assert ping.ok, (ping, node.log())
+        print(f"\nhostile: good peer linked {log_time(linked[1]) - peer_up:.2f} s after it"
+              f" started, first reply {pinged - peer_up:.2f} s; the idle connections opened"
+              f" {time.monotonic() - idle_opened:.1f} s before")  # fmt: skip
+
+        assert attacker.wait(timeout=HANDSHAKE_TIMEOUT_S + 40) == 0, attacker.log()
+        results = reports(attacker.log())
+        rss["after"] = rss_kib(node.pid)
+        print(f"hostile: RSS of N in KiB: {rss}")
+        print("hostile: closed after (ms): " + ", ".join(
+            f"{case} {r['closed_after'] * 1000:.1f}" if r["closed_after"] is not None
+            else f"{case} never" for case, r in results.items() if "port" in r))  # fmt: skip
+
+        # Protocol breakers are closed at once, each logged in one line naming it.
+        expected = {
+            "wrong key": "wrong key",
+            "garbage": "wrong key",
+            "bad MAC": "bad MAC",
+            "truncated hello": "closed by peer",
+            "truncated frame": "closed by peer",
+        }
+        for case, reason in expected.items():
+            closed_after = results[case]["closed_after"]
+            assert closed_after is not None and closed_after < 2, (case, results[case])
+            label = f"{to_hostile.ipv4_b}:{results[case]['port']}"
+            lines = log_lines(node, rf"^link {label} (?:refused|down): (.*)")
+            assert len(lines) == 1, (case, lines, node.log())
+            assert reason in lines[0][1][1], (case, lines[0][1][1])
+
+        # Odd but well-formed packets are dropped one by one; the link stays up and works.
+        assert results["odd packets"]["closed_after"] is None
+        assert results["odd link at the end"]["up"]
+        odd_label = f"{to_hostile.ipv4_b}:{results['odd packets']['port']}"
+        assert log_lines(node, rf"route to \S+ \(odd-peer\) learnt via {odd_label}")
+        end = results["odd link at the end"]["at"]  # then the peer closed it
+        downs = log_lines(node, rf"^link {odd_label} down")
+        assert all(when + 0.001 >= end for when, _ in downs), (end, downs)  # log: ms resolution
+        assert not log_lines(node, r"\((?:stale|future)-peer\)")
+
+        # Idle connections: each closed once, none open much longer than the handshake timeout;
+        # beyond 64 unauthenticated ones, each new connection closes the oldest at once.
+        idle_ports = results["idle open"]["ports"]
+        lasted = results["idle closed"]["lasted"]
+        assert len(lasted) == IDLE_CONNECTIONS, f"{IDLE_CONNECTIONS - len(lasted)} still open"
+        assert max(lasted) < HANDSHAKE_TIMEOUT_S + 3, lasted[-10:]
+        refused = log_lines(node, rf"^link {to_hostile.ipv4_b}:(\d+) refused: (\w+)")
+        reasons = {int(found[1]): found[2] for _, found in refused}
+        assert len(refused) == len(reasons)  # one line per connection
+        assert set(idle_ports) <= set(reasons)
+        timed_out = [t for t in lasted if t > HANDSHAKE_TIMEOUT_S / 2]
+        assert len(timed_out) == [reasons[p] for p in idle_ports].count("no")  # "no handshake"
+        assert timed_out and min(timed_out) > HANDSHAKE_TIMEOUT_S - 1, timed_out
+        print(f"hostile: {len(lasted) - len(timed_out)} idle connections closed as newer ones came"
+              f" (over 64 unauthenticated), {len(timed_out)} after"
+              f" {min(timed_out):.2f}..{max(timed_out):.2f} s")  # fmt: skip
+
+        # N kept serving throughout, and its memory stayed bounded.
+        assert node.alive and peer.alive
+        assert lab.ping(good, node_address("n"), count=2, timeout=5).ok
+        assert rss["after"] - rss["before"] < 32 * 1024, rss
+
