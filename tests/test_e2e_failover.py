@@ -18,6 +18,7 @@ from test_e2e_kit import (
     node_address,
     route_via,
     start_node,
+    wait_route,
     wait_up,
 )
 
@@ -73,6 +74,7 @@ def test_diamond_pings_survive_a_killed_middle_node_and_a_silently_cut_link(tmp_
             host = via.rsplit(":", 1)[0]
             return next(mid for mid in "bc" if veths["a", mid].ipv4_b == host)
 
+        wait_route(nodes["a"], "d")  # ping gives up at once on an address without a route
         pings = PingStream(lab, ns["a"], node_address("d"), "ping-a-d", interval=0.1)
         assert pings.wait_replies(20, timeout=20), pings.proc.log()
 
