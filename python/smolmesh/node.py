@@ -81,6 +81,9 @@ class Node:
         self._reannounce: asyncio.TimerHandle | None = None
         self._tun: Any = None
         self._host: Any = None
+        self._host_routes: set[bytes] = set()  # addresses the device has a host route for
+        self._host_changes: dict[bytes, bool] = {}  # address -> route wanted, not yet applied
+        self._host_sync: asyncio.Task[None] | None = None
         self.started = False
 
     # --- Lifecycle ---
@@ -132,6 +135,9 @@ class Node:
             await server.wait_closed()
         self._servers.clear()
         self._tasks.clear()
+        self._host_changes.clear()
+        if self._host_sync is not None:
+            await asyncio.gather(self._host_sync, return_exceptions=True)
         self._close_tun()
         if self.started:
             log.info("node %s stopped", self.config.node_name)
@@ -202,26 +208,42 @@ class Node:
     # --- Links ---
     def _new_link(self, psks: list[bytes], outgoing: bool) -> LegacyTcpLink:
         link = LegacyTcpLink(self.router, psks, outgoing=outgoing)
-        link.on_up = self._link_changed
-        link.on_down = lambda link, reason: self._link_changed(link)
+        link.on_up = self._link_up
+        link.on_down = lambda link, reason: self._link_changed()
         self._all_links.add(link)
         link.closed.add_done_callback(lambda _: self._all_links.discard(link))
         return link
 
-    def _link_changed(self, link: LegacyTcpLink) -> None:
-        """Announce again soon, so the mesh learns the new paths without waiting for the period."""
+    def _link_up(self, link: LegacyTcpLink) -> None:
+        """Greet a new peer with a fresh announcement of this node, then tell the whole mesh."""
+        link.send_packets(self._own_announcements(remember=True), control=True)
+        self._link_changed()
+
+    def _link_changed(self) -> None:
+        """Announce again soon, so the mesh learns the new paths without waiting for the period.
+
+        The wait is short and random, so that the two ends of a new link, which change at the same
+        moment, do not flood at the same moment and each learn the other as a backup path too.
+        """
         if self._stopping.is_set() or self._reannounce is not None:
             return
-        loop = asyncio.get_running_loop()
-        self._reannounce = loop.call_later(tuning.REANNOUNCE_HOLDOFF_S, self._announce_now)
+        delay = random.uniform(tuning.REANNOUNCE_MIN_S, tuning.REANNOUNCE_MAX_S)
+        self._reannounce = asyncio.get_running_loop().call_later(delay, self._announce_now)
 
     # --- Periodic work ---
-    def _announce_now(self) -> None:
-        self._reannounce = None
+    def _own_announcements(self, *, remember: bool = False) -> list[bytes]:
+        """This node's announcements, stamped now: its name, then each IPv4 address."""
         stamp = now_ms()
         packets = [_core.make_packet(stamp, _core.CMD_NAME, self.config.node_name.encode())]
         packets += [_core.make_packet(stamp, _core.CMD_IPV4, a.packed) for a in self.ipv4_addresses]
-        self.router.announce(packets)
+        if remember:
+            for packet in packets:
+                self.router.seen.insert(packet)
+        return packets
+
+    def _announce_now(self) -> None:
+        self._reannounce = None
+        self.router.announce(self._own_announcements())
 
     async def _announce_forever(self) -> None:
         while True:
@@ -268,15 +290,35 @@ class Node:
             self.router.route_packets(packets, now_ms())
 
     def _route_changed(self, address: bytes, link: object) -> None:
+        """Keep a host route through the device for every address that has a route.
+
+        Which link carries an address does not matter to the host, so only an address's first
+        route and its loss touch the kernel. The netlink calls run off the event loop, in order.
+        """
         if self._host is None:
             return
-        try:
-            if link is None:
-                self._host.remove_route(address)
-            else:
-                self._host.add_route(address)
-        except (OSError, LocalError) as error:
-            log.warning("host route to %s: %s", format_address(address), error)
+        wanted = link is not None
+        if (address in self._host_routes) == wanted:
+            return
+        if wanted:
+            self._host_routes.add(address)
+        else:
+            self._host_routes.discard(address)
+        self._host_changes[address] = wanted
+        if self._host_sync is None or self._host_sync.done():
+            self._host_sync = asyncio.get_running_loop().create_task(self._sync_host_routes())
+
+    async def _sync_host_routes(self) -> None:
+        while self._host_changes and self._host is not None:
+            address, wanted = self._host_changes.popitem()
+            host = self._host
+            try:
+                if wanted:
+                    await asyncio.to_thread(host.add_route, address)
+                else:
+                    await asyncio.to_thread(host.remove_route, address)
+            except (OSError, LocalError) as error:
+                log.warning("host route to %s: %s", format_address(address), error)
 
 
 def run_meshnode(config: Config, log_level: str | None = None) -> int:

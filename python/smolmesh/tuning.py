@@ -25,7 +25,10 @@ STALL_TIMEOUT_S = 15.0
 # --- Routing ---
 ANNOUNCE_MIN_S = 5.0  # each node announces itself every random 5-10 s
 ANNOUNCE_MAX_S = 10.0
-REANNOUNCE_HOLDOFF_S = 0.2  # link changes within this time share one extra announcement
+# After a link comes up or goes down the node announces itself again after a random wait in this
+# range; link changes within it share the one announcement.
+REANNOUNCE_MIN_S = 0.05
+REANNOUNCE_MAX_S = 0.3
 MAX_ROUTES = 65536  # addresses remembered; announcements of further addresses are ignored
 ROUTE_TTL_S = 180.0  # a route not refreshed by any announcement for this long is forgotten
 MAINTENANCE_PERIOD_S = 1.0
