@@ -8,6 +8,10 @@ packets) come from the Rust core (`smolmesh._core`); these are our choices and m
 HANDSHAKE_TIMEOUT_S = 10.0  # an unauthenticated connection is closed after this
 MAX_PENDING_HANDSHAKES = 64  # beyond this, a new connection evicts the oldest unauthenticated one
 CONNECT_TIMEOUT_S = 10.0
+# Refused incoming connections get a log line each up to this many per period; the rest are
+# counted in one line when the next period begins.
+REFUSALS_LOGGED_PER_PERIOD = 20
+REFUSAL_LOG_PERIOD_S = 10.0
 REDIAL_MIN_S = 5.0  # an outgoing link that fails is dialled again after a random 5-10 s
 REDIAL_MAX_S = 10.0
 # Silent death (no FIN, no RST) is noticed by the kernel: keepalive probes after 1 s idle, and

@@ -74,6 +74,7 @@ class LegacyTcpLink(asyncio.Protocol):
         self.on_up: Callable[[LegacyTcpLink], None] | None = None
         self.on_down: Callable[[LegacyTcpLink, str], None] | None = None
         self.on_handshake_done: Callable[[LegacyTcpLink], None] | None = None
+        self.on_refused: Callable[[str, str], None] | None = None  # (peer, why), before the link
         self.is_up = False
         self.up_since: float | None = None
         self.bytes_received = 0
@@ -138,7 +139,10 @@ class LegacyTcpLink(asyncio.Protocol):
             if self.on_down is not None:
                 self.on_down(self, reason)
         elif self._close_reason is not None:
-            log.info("link %s refused: %s", self.label, reason)
+            if self.on_refused is not None:
+                self.on_refused(self.label, reason)
+            else:
+                log.info("link %s refused: %s", self.label, reason)
         if not self.closed.done():
             self.closed.set_result(reason)
 
@@ -216,11 +220,18 @@ class LegacyTcpLink(asyncio.Protocol):
 
 
 class PendingHandshakes:
-    """Bounds the unauthenticated incoming connections of a node: the oldest gives way."""
+    """Bounds the unauthenticated incoming connections of a node: the oldest gives way.
+
+    It also logs the connections refused, one line each up to REFUSALS_LOGGED_PER_PERIOD in a
+    period and then one line that counts the rest, so a flood of connections is no flood of logs.
+    """
 
     def __init__(self, limit: int = tuning.MAX_PENDING_HANDSHAKES) -> None:
         self.limit = limit
         self._links: OrderedDict[LegacyTcpLink, None] = OrderedDict()
+        self._period_start = 0.0
+        self._logged = 0
+        self._unlogged = 0
 
     def add(self, link: LegacyTcpLink) -> None:
         while len(self._links) >= self.limit:
@@ -229,6 +240,29 @@ class PendingHandshakes:
         self._links[link] = None
         link.closed.add_done_callback(lambda _: self._links.pop(link, None))
         link.on_handshake_done = self.discard
+        link.on_refused = self.log_refusal
+
+    def log_refusal(self, peer: str, reason: str) -> None:
+        now = time.monotonic()
+        if now - self._period_start >= tuning.REFUSAL_LOG_PERIOD_S:
+            self._period_start, self._logged = now, 0
+        if self._logged < tuning.REFUSALS_LOGGED_PER_PERIOD:
+            self._logged += 1
+            log.info("link %s refused: %s", peer, reason)
+            return
+        if not self._unlogged:
+            delay = self._period_start + tuning.REFUSAL_LOG_PERIOD_S - now
+            asyncio.get_running_loop().call_later(delay, self._log_unlogged)
+        self._unlogged += 1
+
+    def _log_unlogged(self) -> None:
+        log.warning(
+            "%d more incoming connections refused in %g s (a line each for the first %d only)",
+            self._unlogged,
+            tuning.REFUSAL_LOG_PERIOD_S,
+            tuning.REFUSALS_LOGGED_PER_PERIOD,
+        )
+        self._unlogged = 0
 
     def discard(self, link: LegacyTcpLink) -> None:
         self._links.pop(link, None)
