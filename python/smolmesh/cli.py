@@ -8,6 +8,7 @@ and exits 1, and Ctrl-C exits 130 quietly. A traceback means a bug in smolmesh.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import secrets
 import sys
@@ -28,6 +29,10 @@ smolmesh meshnode CONFIG [-v | --log-level LEVEL]
     -v logs at DEBUG; LEVEL is one of DEBUG, INFO, WARNING, ERROR, CRITICAL
     (default: the config's log_level, else INFO).
 
+smolmesh status [NODE_NAME] [--json]
+    Show the links and routes of the nodes running on this machine (or of the
+    one named NODE_NAME), read from their sockets in /run/smolmesh (root).
+
 smolmesh name-to-ipv6 NAME
     Print the IPv6 address of the node named NAME.
 
@@ -44,7 +49,8 @@ smolmesh demo [--keep] [--nodes N]
 """
 
 USAGE = (
-    "smolmesh help | meshnode CONFIG [-v | --log-level LEVEL] | name-to-ipv6 NAME"
+    "smolmesh help | meshnode CONFIG [-v | --log-level LEVEL] | status [NODE_NAME] [--json]"
+    " | name-to-ipv6 NAME"
     " | make-random-ipv4 | make-random-ipv6 | demo [--keep] [--nodes N]"
 )
 MESHNODE_USAGE = "smolmesh meshnode CONFIG [-v | --log-level LEVEL]"
@@ -145,6 +151,27 @@ def _parse_meshnode_args(args: list[str]) -> tuple[str, str | None]:
     return positional[0], log_level
 
 
+def status_command(args: list[str]) -> int:
+    from smolmesh import control
+
+    as_json = "--json" in args
+    names = [arg for arg in args if arg != "--json"]
+    if len(names) > 1 or any(name.startswith("-") for name in names):
+        raise UsageError("usage: smolmesh status [NODE_NAME] [--json]")
+    if names:
+        paths = [control.socket_path(names[0])]
+    else:
+        paths = control.running_nodes()
+        if not paths:
+            raise LocalError(f"no node is running here (no status socket in {control.SOCKET_DIR})")
+    statuses = [control.read_status(path) for path in paths]
+    if as_json:
+        print(json.dumps(statuses[0] if names else statuses, indent=2))
+    else:
+        print("\n\n".join(control.format_status(status) for status in statuses))
+    return EXIT_OK
+
+
 def name_to_ipv6_command(args: list[str]) -> int:
     if len(args) != 1:
         raise UsageError("usage: smolmesh name-to-ipv6 NAME")
@@ -187,6 +214,7 @@ def _error(message: str) -> None:
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "meshnode": run_meshnode_command,
+    "status": status_command,
     "name-to-ipv6": name_to_ipv6_command,
     "make-random-ipv4": make_random_ipv4_command,
     "make-random-ipv6": make_random_ipv6_command,

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import logging
+import os
 import random
 import signal
 import sys
@@ -85,6 +87,7 @@ class Node:
         self._host_changes: dict[bytes, bool] = {}  # address -> route wanted, not yet applied
         self._host_sync: asyncio.Task[None] | None = None
         self.started = False
+        self.started_at = 0.0
 
     # --- Lifecycle ---
     async def start(self) -> None:
@@ -118,6 +121,7 @@ class Node:
         self._tasks.append(asyncio.create_task(self._announce_forever()))
         self._tasks.append(asyncio.create_task(self._maintain_forever()))
         self.started = True
+        self.started_at = time.time()
         log.info("node %s up as %s", self.config.node_name, self.address)
 
     async def stop(self) -> None:
@@ -172,6 +176,22 @@ class Node:
             ip = ipaddress.ip_address(address)
             table[ip] = RouteInfo(ip, route.link.label, route.name, len(route.paths) - 1)
         return MappingProxyType(table)
+
+    def status(self) -> dict[str, Any]:
+        """Everything `smolmesh status` shows, as plain JSON-ready data."""
+        return {
+            "node_name": self.config.node_name,
+            "address": str(self.address),
+            "ipv4_addresses": [str(a) for a in self.ipv4_addresses],
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "tun": self.config.tun_name if self._tun is not None else None,
+            "links": [dataclasses.asdict(link) for link in self.links],
+            "routes": [
+                {**dataclasses.asdict(route), "address": str(route.address)}
+                for route in self.routes.values()
+            ],
+        }
 
     @property
     def listening_ports(self) -> list[int]:
@@ -332,6 +352,8 @@ def run_meshnode(config: Config, log_level: str | None = None) -> int:
 
     logging.getLogger("pyroute2").setLevel(max(logging.getLogger().level, logging.WARNING))
 
+    from smolmesh import control
+
     async def main() -> None:
         node = Node(config)
         stop = asyncio.Event()
@@ -339,9 +361,12 @@ def run_meshnode(config: Config, log_level: str | None = None) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         await node.start()
+        status_path = control.socket_path(config.node_name)
+        status_server = await control.serve_status(node.status, status_path)
         try:
             await stop.wait()
         finally:
+            await control.close_status(status_server, status_path)
             await node.stop()
 
     try:
