@@ -43,6 +43,8 @@ async def serve_status(status: Callable[[], dict[str, Any]], path: Path) -> asyn
         finally:
             writer.close()
 
+    if not hasattr(asyncio, "start_unix_server"):  # Windows
+        return None
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):

@@ -70,7 +70,9 @@ class Node:
         self.address_bytes = _core.name_to_ipv6(config.node_name)
         self.address = ipaddress.IPv6Address(self.address_bytes)
         self.ipv4_addresses = [ipaddress.IPv4Address(a) for a in config.ipv4_addresses]
-        self.use_tun = config.linux_tuntap if tun is None else tun
+        on_windows = sys.platform == "win32"
+        wanted = config.windows_tuntap if on_windows else config.linux_tuntap
+        self.use_tun = wanted if tun is None else tun
         local = [self.address_bytes] + [a.packed for a in self.ipv4_addresses]
         self.router = Router(local, self._deliver, self._route_changed)
         self._received: deque[bytes] = deque(maxlen=tuning.RECEIVE_QUEUE_LIMIT)
@@ -283,7 +285,9 @@ class Node:
     # --- TUN device and host routes ---
     def _open_tun(self) -> None:
         if not sys.platform.startswith("linux"):
-            raise StartupError("TUN devices are supported on Linux only; set linux_tuntap to false")
+            raise StartupError(
+                "this smolmesh has TUN devices on Linux only; set windows_tuntap to false to relay"
+            )
         from smolmesh.netlink import HostRoutes
         from smolmesh.tun.linux import LinuxTun
 
@@ -359,7 +363,9 @@ def run_meshnode(config: Config, log_level: str | None = None) -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
+            # Windows has no loop signal handlers; there Ctrl-C arrives as KeyboardInterrupt.
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(signum, stop.set)
         await node.start()
         status_path = control.socket_path(config.node_name)
         status_server = await control.serve_status(node.status, status_path)
