@@ -140,12 +140,14 @@ def plan(args: argparse.Namespace) -> list[Row]:
     default_label = (
         "smolmesh @default MTU" if args.smolmesh_mtu is None else f"smolmesh @{args.smolmesh_mtu}"
     )
+    chain_label = default_label.replace("smolmesh", "smolmesh 3-node chain")
     rows: list[Row] = [
         ("veth", "bare veth", veth_row),
         ("wireguard", REFERENCE_ROW.format(mtu=mtu), wireguard_row(2, mtu)),
         ("smolmesh", f"smolmesh @{mtu}", smolmesh_row(2, mtu)),
         ("smolmesh", default_label, smolmesh_row(2, args.smolmesh_mtu)),
         ("smolmesh", f"smolmesh 3-node chain @{mtu}", smolmesh_row(3, mtu)),
+        ("smolmesh", chain_label, smolmesh_row(3, args.smolmesh_mtu)),
         ("wireguard", f"wireguard-go 3-node chain @{mtu}", wireguard_row(3, mtu)),
     ]
     if mtu != WIREGUARD_DEFAULT_MTU:

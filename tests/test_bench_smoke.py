@@ -50,4 +50,4 @@ def test_bench_runs_every_row_and_prints_the_table(tmp_path: Path) -> None:
         assert row["status"] == "ok", row.get("error")
         if row["group"] != "veth":
             assert row["cpu_s_per_gb"] > 0, row
-    assert len(by_group["smolmesh"]) == 3
+    assert len(by_group["smolmesh"]) == 4  # 2 nodes and a chain, each at 1500 and the default
