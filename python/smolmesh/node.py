@@ -95,6 +95,7 @@ class Node:
     async def start(self) -> None:
         if self.started:
             return
+        self._stopping.clear()  # a stopped node may be started again
         try:
             if self.use_tun:
                 self._open_tun()
