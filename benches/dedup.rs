@@ -2,7 +2,8 @@
 //! and its keyed hash side by side with the others it was chosen over.
 
 use _core::constants::DUPLICATE_FILTER_CAPACITY;
-use _core::dedup::{DuplicateFilter, PacketHasher};
+use _core::dedup::DuplicateFilter;
+use _core::packet_hash::PacketHasher;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use polyval::universal_hash::UniversalHash;
 use polyval::Polyval;

@@ -10,6 +10,7 @@ pub mod error;
 pub mod link;
 pub mod multispeck;
 pub mod packet;
+pub mod packet_hash;
 pub mod speck;
 
 #[cfg(feature = "python")]
