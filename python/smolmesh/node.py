@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import ipaddress
 import logging
 import os
@@ -102,9 +103,8 @@ class Node:
             for transport in self.config.transports:
                 if isinstance(transport, LegacyTcpListen):
                     psks = [key.encode() for key in transport.keys]
-                    server = await listen(
-                        transport.port, lambda psks=psks: self._new_link(psks, False), self._pending
-                    )
+                    make_link = functools.partial(self._new_link, psks, False)
+                    server = await listen(transport.port, make_link, self._pending)
                     self._servers.append(server)
             for transport in self.config.transports:
                 if isinstance(transport, LegacyTcpConnect):
@@ -113,7 +113,7 @@ class Node:
                         dial_forever(
                             transport.host,
                             transport.port,
-                            lambda psks=psks: self._new_link(psks, True),
+                            functools.partial(self._new_link, psks, True),
                             self._stopping,
                         )
                     )
@@ -279,9 +279,9 @@ class Node:
             self.router.expire()
             stalled_before = time.monotonic() - tuning.STALL_TIMEOUT_S
             for link in list(self.router.links):
-                since = link.congested_since  # type: ignore[attr-defined]
+                since = link.congested_since
                 if since is not None and since < stalled_before:
-                    link.close("stalled: the peer reads nothing")  # type: ignore[attr-defined]
+                    link.close("stalled: the peer reads nothing")
 
     # --- TUN device and host routes ---
     def _open_tun(self) -> None:

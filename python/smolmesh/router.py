@@ -39,8 +39,16 @@ class Link(Protocol):
     """What the router needs of a link (see links/legacy_tcp.py)."""
 
     label: str
+    outgoing: bool
+    up_since: float | None
+    bytes_sent: int
+    bytes_received: int
+    packets_dropped: int
+    congested_since: float | None  # monotonic time the send buffer went over its mark
 
     def send_packets(self, packets: list[bytes], *, control: bool = False) -> None: ...
+    def send_data(self, ip_packets: list[bytes], timestamp_ms: int) -> None: ...
+    def close(self, reason: str) -> None: ...
 
 
 @lru_cache(maxsize=4096)
@@ -133,7 +141,9 @@ class Router:
         outgoing: dict[Link, list[bytes]] = {}
         flood: list[bytes] = []
         for cmd, timestamp, key, packet in _core.triage(packets, now, self.seen):
-            if cmd == CMD_DATA:
+            if packet is None:  # an announcement seen before: a backup path, nothing to send
+                self._learn(source, cmd, timestamp, key, None)
+            elif cmd == CMD_DATA:
                 if key in local:
                     to_deliver.append(packet)
                     continue
@@ -147,7 +157,7 @@ class Router:
                     else:
                         batch.append(packet)
             elif self._learn(source, cmd, timestamp, key, packet):
-                flood.append(packet)  # type: ignore[arg-type]  # fresh: not None
+                flood.append(packet)
         if to_deliver:
             self._deliver(to_deliver)
         for link, batch in outgoing.items():
@@ -163,7 +173,7 @@ class Router:
         next_hop = self.next_hop
         destination = _core.ip_destination
         for ip_packet in ip_packets:
-            link = next_hop.get(destination(ip_packet))  # type: ignore[arg-type]
+            link = next_hop.get(destination(ip_packet))  # type: ignore[arg-type]  # None: no route
             if link is not None:
                 batch = groups.get(link)
                 if batch is None:
@@ -172,7 +182,7 @@ class Router:
                     batch.append(ip_packet)
         routed = 0
         for link, batch in groups.items():
-            link.send_data(batch, timestamp_ms)  # type: ignore[attr-defined]
+            link.send_data(batch, timestamp_ms)
             routed += len(batch)
         return routed
 
@@ -222,7 +232,7 @@ class Router:
         heard_at = time.monotonic()
         route = self.routes.get(address)
         if route is None:
-            if not fresh:
+            if packet is None:  # a copy of an announcement whose address is not routed
                 return False
             if len(self.routes) >= tuning.MAX_ROUTES:
                 if not self._route_limit_logged:

@@ -27,7 +27,7 @@ import socket
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from smolmesh import _core, tuning
 from smolmesh.errors import BadMacError, StartupError
@@ -91,16 +91,17 @@ class LegacyTcpLink(asyncio.Protocol):
 
     # --- asyncio.Protocol ---
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport
-        peer = transport.get_extra_info("peername")
+        # A stream transport, though uvloop's is no subclass of asyncio.Transport.
+        self.transport = stream = cast(asyncio.Transport, transport)
+        peer = stream.get_extra_info("peername")
         if peer:
             host, port = peer[0], peer[1]
             self.label = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        _tune_socket(transport)
-        transport.set_write_buffer_limits(tuning.SEND_BUFFER_HIGH, tuning.SEND_BUFFER_LOW)
+        _tune_socket(stream)
+        stream.set_write_buffer_limits(tuning.SEND_BUFFER_HIGH, tuning.SEND_BUFFER_LOW)
         if self.outgoing:
             self._psk = self.psks[0]
-            transport.write(_core.make_hello(self._psk, self._my_iv))
+            stream.write(_core.make_hello(self._psk, self._my_iv))
         loop = asyncio.get_running_loop()
         self._handshake_timer = loop.call_later(
             tuning.HANDSHAKE_TIMEOUT_S,
@@ -329,7 +330,7 @@ async def _dial_once(
     for *_, address in infos:
         try:
             _, link = await asyncio.wait_for(
-                loop.create_connection(make_link, host=address[0], port=address[1]),
+                loop.create_connection(make_link, host=str(address[0]), port=int(address[1])),
                 tuning.CONNECT_TIMEOUT_S,
             )
         except TimeoutError:
