@@ -3,12 +3,12 @@
 Run as root:  python3 benches/e2e.py [--seconds 10] [--mtu 1500] [--smolmesh-mtu N]
                                      [--only smolmesh,wireguard,veth] [--json PATH]
 
-Each row builds its own network namespaces joined by veth pairs (benches/e2e_lab.py), lays a tunnel
-over them (benches/e2e_tunnels.py), then measures with iperf3 and ping (benches/e2e_measure.py):
-1 and 4 TCP streams for --seconds each, the idle ping RTT, and the CPU seconds the VPN processes
-spent per GB carried (kernel work, such as the veth and TCP itself, is not counted). Everything
-is removed when a row ends, also on error or Ctrl-C. The exit status is 0 when every row ran,
-1 when a row failed, 2 when the bench cannot start.
+Each row builds its own chain of network namespaces joined by veth pairs (smolmesh.lab, through
+benches/e2e_lab.py), lays a tunnel over them (benches/e2e_tunnels.py), then measures with iperf3
+and ping (benches/e2e_measure.py): 1 and 4 TCP streams for --seconds each, the idle ping RTT, and
+the CPU seconds the VPN processes spent per GB carried (kernel work, such as the veth and TCP
+itself, is not counted). Everything is removed when a row ends, also on error or Ctrl-C. The exit
+status is 0 when every row ran, 1 when a row failed, 2 when the bench cannot start.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from e2e_lab import BenchError, Lab, veth_address
+from e2e_lab import BenchError, Chain, chain
 from e2e_measure import measure
 from e2e_tunnels import Tunnel, smolmesh, wireguard
 
@@ -116,26 +116,26 @@ def plan(args: argparse.Namespace) -> list[Row]:
     s, mtu = args.seconds, args.mtu
 
     def veth_row(log_dir: Path) -> dict[str, object]:
-        with Lab(2) as lab:
-            return measure(lab, 0, 1, veth_address(0, 1), s, log_dir)
+        with chain(2, log_dir) as two:
+            return measure(two, 0, 1, two.veth_address(0, 1), s)
 
-    def tunnel_row(nodes: int, start: Callable[[Lab, Path], Tunnel]) -> RowMeasure:
+    def tunnel_row(nodes: int, start: Callable[[Chain], Tunnel]) -> RowMeasure:
         def row(log_dir: Path) -> dict[str, object]:
-            with Lab(nodes) as lab:
-                tunnel = start(lab, log_dir)
+            with chain(nodes, log_dir) as row_chain:
+                tunnel = start(row_chain)
                 last = nodes - 1  # in a chain, the ends talk through the middle
                 return {
                     "mtu": tunnel.mtu,
-                    **measure(lab, 0, last, tunnel.addresses[last], s, log_dir, tunnel.pids),
+                    **measure(row_chain, 0, last, tunnel.addresses[last], s, tunnel.pids),
                 }
 
         return row
 
     def wireguard_row(nodes: int, wg_mtu: int) -> RowMeasure:
-        return tunnel_row(nodes, lambda lab, log_dir: wireguard(lab, wg_mtu, log_dir))
+        return tunnel_row(nodes, lambda row_chain: wireguard(row_chain, wg_mtu))
 
     def smolmesh_row(nodes: int, sm_mtu: int | None) -> RowMeasure:
-        return tunnel_row(nodes, lambda lab, log_dir: smolmesh(lab, sm_mtu, log_dir, args.wait))
+        return tunnel_row(nodes, lambda row_chain: smolmesh(row_chain, sm_mtu, args.wait))
 
     default_label = (
         "smolmesh @default MTU" if args.smolmesh_mtu is None else f"smolmesh @{args.smolmesh_mtu}"
@@ -243,7 +243,7 @@ def format_table(
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through every Lab's cleanup
+    raise SystemExit(128 + signum)  # unwinds through every lab's cleanup
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,16 +1,17 @@
-"""Throughput (iperf3), round-trip time (ping) and VPN CPU time, measured across a Lab."""
+"""Throughput (iperf3), round-trip time (ping) and VPN CPU time, measured across a Chain."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from e2e_lab import BenchError, Lab
+from e2e_lab import BenchError, Chain
+
+from smolmesh.lab import ns_argv, ping
 
 IPERF_PORT = 5201
 IPERF_SLACK_S = 30.0  # beyond the test's own length, before we give up on an iperf3 client
@@ -18,7 +19,6 @@ LISTEN_WAIT_S = 10.0
 PING_COUNT = 20
 PING_INTERVAL_S = 0.05
 GB = 1e9
-_RTT = re.compile(r"= [\d.]+/([\d.]+)/")
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:
@@ -53,44 +53,30 @@ def wait_until(
     raise BenchError(f"no {what} within {timeout:.0f} s")
 
 
-def ping_answers(lab: Lab, node: int, address: str) -> bool:
-    argv = lab.exec_argv(node, ["ping", "-c", "1", "-W", "1", "-q", address])
-    return subprocess.run(argv, capture_output=True, timeout=10).returncode == 0
+def ping_answers(chain: Chain, node: int, address: str) -> bool:
+    return ping(chain.ns(node), address, count=1, timeout=1).ok
 
 
-def ping_rtt_ms(lab: Lab, node: int, address: str) -> float:
-    deadline_s = str(int(PING_COUNT * PING_INTERVAL_S) + 5)
-    out = lab.run(
-        node,
-        [
-            "ping",
-            "-q",
-            "-c",
-            str(PING_COUNT),
-            "-i",
-            str(PING_INTERVAL_S),
-            "-w",
-            deadline_s,
-            address,
-        ],
-    )
-    found = _RTT.search(out)
-    if not found:
-        raise BenchError(f"ping {address}: no round-trip times in {out!r}")
-    return float(found.group(1))
+def ping_rtt_ms(chain: Chain, node: int, address: str) -> float:
+    """The average of PING_COUNT round trips; BenchError if any went unanswered."""
+    deadline_s = int(PING_COUNT * PING_INTERVAL_S) + 5
+    result = ping(chain.ns(node), address, PING_COUNT, deadline_s, PING_INTERVAL_S)
+    if not result.ok or result.rtt_ms is None:
+        raise BenchError(f"ping {address}: {result.received} of {result.wanted} answered")
+    return result.rtt_ms
 
 
-def start_iperf_server(lab: Lab, node: int, log_dir: Path) -> None:
-    lab.spawn(node, ["iperf3", "-s", "-p", str(IPERF_PORT)], log_dir / f"iperf3-server-{node}.log")
+def start_iperf_server(chain: Chain, node: int) -> None:
+    chain.spawn(node, ["iperf3", "-s", "-p", str(IPERF_PORT)], f"iperf3-server-{node}.log")
 
     def listening() -> bool:
-        out = lab.run(node, ["ss", "-H", "-l", "-t", "-n", f"sport = :{IPERF_PORT}"])
+        out = chain.run(node, ["ss", "-H", "-l", "-t", "-n", f"sport = :{IPERF_PORT}"])
         return bool(out.strip())
 
     wait_until("iperf3 server", listening, LISTEN_WAIT_S)
 
 
-def iperf(lab: Lab, node: int, address: str, streams: int, seconds: int) -> dict[str, float]:
+def iperf(chain: Chain, node: int, address: str, streams: int, seconds: int) -> dict[str, float]:
     """One iperf3 run from node to address; the bits per second and bytes the receiver counted."""
     argv = [
         "iperf3",
@@ -108,7 +94,7 @@ def iperf(lab: Lab, node: int, address: str, streams: int, seconds: int) -> dict
     ]
     try:
         done = subprocess.run(
-            lab.exec_argv(node, argv),
+            ns_argv(chain.ns(node), argv),
             capture_output=True,
             text=True,
             timeout=seconds + IPERF_SLACK_S,
@@ -130,21 +116,20 @@ def iperf(lab: Lab, node: int, address: str, streams: int, seconds: int) -> dict
 
 
 def measure(
-    lab: Lab,
+    chain: Chain,
     client: int,
     server: int,
     address: str,
     seconds: int,
-    log_dir: Path,
     vpn_pids: Sequence[int] = (),
 ) -> dict[str, object]:
     """Ping while idle, then 1 and 4 streams; CPU s/GB counts vpn_pids over both iperf3 runs."""
-    start_iperf_server(lab, server, log_dir)
-    rtt_ms = ping_rtt_ms(lab, client, address)
+    start_iperf_server(chain, server)
+    rtt_ms = ping_rtt_ms(chain, client, address)
     runs: dict[str, dict[str, float]] = {}
     for streams in (1, 4):
         cpu_before = cpu_seconds(vpn_pids)
-        result = iperf(lab, client, address, streams, seconds)
+        result = iperf(chain, client, address, streams, seconds)
         result["vpn_cpu_seconds"] = cpu_seconds(vpn_pids) - cpu_before
         runs[f"{streams}_stream"] = result
     total_gb = sum(r["bytes"] for r in runs.values()) / GB

@@ -1,4 +1,4 @@
-"""The tunnels under test, laid over a Lab's veth chain: wireguard-go and smolmesh.
+"""The tunnels under test, laid over a Chain of veth-linked namespaces: wireguard-go and smolmesh.
 
 Each setup starts one VPN process per node, waits until the last node answers ping from the first
 through the tunnel, and returns the tunnel address of every node and the VPN processes' PIDs. In a
@@ -7,16 +7,15 @@ through the tunnel, and returns the tunnel address of every node and the VPN pro
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from e2e_lab import NODE_LETTERS, BenchError, Lab, run, veth_address
+from e2e_lab import NODE_LETTERS, BenchError, Chain, run
 from e2e_measure import ping_answers, wait_until
+
+from smolmesh.lab import Proc, node_config, tcp_connect, tcp_listen
 
 WG_PORT = 51820
 WG_SOCKET_DIR = Path("/var/run/wireguard")
@@ -35,52 +34,52 @@ class Tunnel:
     mtu: int | None  # the MTU the first node's tunnel device ended up with
 
 
-def _deaths(procs: list[subprocess.Popen[bytes]], names: list[str]) -> str | None:
+def _deaths(procs: list[Proc], names: list[str]) -> str | None:
     dead = [
         f"{name} exited ({proc.returncode})"
         for proc, name in zip(procs, names, strict=True)
-        if proc.poll() is not None
+        if not proc.alive
     ]
     return "; ".join(dead) or None
 
 
-def _log_tails(logs: list[Path]) -> str:
+def _log_tails(procs: list[Proc]) -> str:
     parts = []
-    for log in logs:
-        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
-        parts.append(f"--- {log.name} (last {LOG_TAIL_LINES} lines) ---")
-        parts.extend(lines[-LOG_TAIL_LINES:] or ["(empty)"])
+    for proc in procs:
+        parts.append(f"--- {proc.log_path.name} (last {LOG_TAIL_LINES} lines) ---")
+        parts.append(proc.log_tail(LOG_TAIL_LINES) or "(empty)")
     return "\n".join(parts)
 
 
-def _link_mtu(lab: Lab, node: int, dev: str) -> int | None:
+def _link_mtu(chain: Chain, node: int, dev: str) -> int | None:
     try:
-        return int(json.loads(lab.run(node, ["ip", "-j", "link", "show", dev]))[0]["mtu"])
+        return int(json.loads(chain.run(node, ["ip", "-j", "link", "show", dev]))[0]["mtu"])
     except (BenchError, ValueError, LookupError):
         return None
 
 
-def _neighbours(lab: Lab, node: int) -> list[tuple[int, int]]:
+def _neighbours(chain: Chain, node: int) -> list[tuple[int, int]]:
     """(neighbour, veth pair) for the node's left and right neighbours in the chain."""
     found = []
     if node > 0:
         found.append((node - 1, node - 1))
-    if node < lab.nodes - 1:
+    if node < chain.nodes - 1:
         found.append((node + 1, node))
     return found
 
 
-def wireguard(lab: Lab, mtu: int, log_dir: Path) -> Tunnel:
+def wireguard(chain: Chain, mtu: int) -> Tunnel:
     """`wireguard-go` per node on 10.204.0.0/24, peers along the chain; the middle one forwards."""
-    addresses = [f"10.204.0.{node + 1}" for node in range(lab.nodes)]
+    addresses = [f"10.204.0.{node + 1}" for node in range(chain.nodes)]
     # wireguard-go's control socket lives in /var/run/wireguard, shared by all namespaces.
-    devs = [lab.unique_name(node, "smw") for node in range(lab.nodes)]
-    names = [f"wireguard-go {NODE_LETTERS[n]}" for n in range(lab.nodes)]
-    logs = [log_dir / f"wireguard-go-{NODE_LETTERS[n]}.log" for n in range(lab.nodes)]
+    devs = [chain.unique_name(node, "smw") for node in range(chain.nodes)]
+    names = [f"wireguard-go {NODE_LETTERS[n]}" for n in range(chain.nodes)]
     env = {**os.environ, "WG_PROCESS_FOREGROUND": "1"}
     procs = [
-        lab.spawn(node, ["wireguard-go", devs[node]], logs[node], env=env)
-        for node in range(lab.nodes)
+        chain.spawn(
+            node, ["wireguard-go", devs[node]], f"wireguard-go-{NODE_LETTERS[node]}.log", env
+        )
+        for node in range(chain.nodes)
     ]
     try:
         wait_until(
@@ -89,10 +88,10 @@ def wireguard(lab: Lab, mtu: int, log_dir: Path) -> Tunnel:
             WG_START_WAIT_S,
             lambda: _deaths(procs, names),
         )
-        private = [run(["wg", "genkey"]).strip() for _ in range(lab.nodes)]
-        public = [run(["wg", "pubkey"], input=key).strip() for key in private]
-        for node in range(lab.nodes):
-            key_file = log_dir / f"wg-{NODE_LETTERS[node]}.key"
+        private = [run(None, ["wg", "genkey"]).strip() for _ in range(chain.nodes)]
+        public = [run(None, ["wg", "pubkey"], input=key).strip() for key in private]
+        for node in range(chain.nodes):
+            key_file = chain.log_dir / f"wg-{NODE_LETTERS[node]}.key"
             key_file.touch(mode=0o600)
             key_file.write_text(private[node] + "\n")
             argv = [
@@ -104,11 +103,11 @@ def wireguard(lab: Lab, mtu: int, log_dir: Path) -> Tunnel:
                 "private-key",
                 str(key_file),
             ]
-            for peer, pair in _neighbours(lab, node):
+            for peer, pair in _neighbours(chain, node):
                 # Everything on the peer's side of the chain is reached through that peer.
-                far_side = range(peer, -1, -1) if peer < node else range(peer, lab.nodes)
+                far_side = range(peer, -1, -1) if peer < node else range(peer, chain.nodes)
                 allowed = ",".join(f"{addresses[n]}/32" for n in far_side)
-                endpoint = veth_address(pair, 0 if peer < node else 1)
+                endpoint = chain.veth_address(pair, 0 if peer < node else 1)
                 argv += [
                     "peer",
                     public[peer],
@@ -117,75 +116,63 @@ def wireguard(lab: Lab, mtu: int, log_dir: Path) -> Tunnel:
                     "endpoint",
                     f"{endpoint}:{WG_PORT}",
                 ]
-            lab.run(node, argv)
-            lab.run(node, ["ip", "addr", "add", f"{addresses[node]}/24", "dev", devs[node]])
-            lab.run(node, ["ip", "link", "set", devs[node], "mtu", str(mtu), "up"])
-        for middle in range(1, lab.nodes - 1):
-            lab.sysctl(middle, "net.ipv4.ip_forward=1")
+            chain.run(node, argv)
+            chain.run(node, ["ip", "addr", "add", f"{addresses[node]}/24", "dev", devs[node]])
+            chain.run(node, ["ip", "link", "set", devs[node], "mtu", str(mtu), "up"])
+        for middle in range(1, chain.nodes - 1):
+            chain.sysctl(middle, "net.ipv4.ip_forward=1")
             # Forwarded packets leave by the device they came in on; no redirects for that.
-            lab.sysctl(middle, "net.ipv4.conf.all.send_redirects=0")
-            lab.sysctl(middle, f"net.ipv4.conf.{devs[middle]}.send_redirects=0")
+            chain.sysctl(middle, "net.ipv4.conf.all.send_redirects=0")
+            chain.sysctl(middle, f"net.ipv4.conf.{devs[middle]}.send_redirects=0")
         wait_until(
             f"ping through wireguard-go to {addresses[-1]}",
-            lambda: ping_answers(lab, 0, addresses[-1]),
+            lambda: ping_answers(chain, 0, addresses[-1]),
             WG_HANDSHAKE_WAIT_S,
             lambda: _deaths(procs, names),
         )
     except BenchError as exc:
-        raise BenchError(f"{exc}\n{_log_tails(logs)}") from exc
-    return Tunnel(addresses, [p.pid for p in procs], _link_mtu(lab, 0, devs[0]))
+        raise BenchError(f"{exc}\n{_log_tails(procs)}") from exc
+    return Tunnel(addresses, [p.pid for p in procs], _link_mtu(chain, 0, devs[0]))
 
 
-def smolmesh_config(lab: Lab, node: int, mtu: int | None) -> dict[str, object]:
+def smolmesh_config(chain: Chain, node: int, mtu: int | None) -> dict[str, object]:
     """Each node listens for its right neighbour and dials its left one, as A and B below do."""
-    transports: list[dict[str, object]] = []
-    if node < lab.nodes - 1:
-        transports.append(
-            {"type": "legacy_tcp_listen", "port": SMOLMESH_PORT, "keys": [SMOLMESH_KEY]}
-        )
+    transports = []
+    if node < chain.nodes - 1:
+        transports.append(tcp_listen(SMOLMESH_PORT, [SMOLMESH_KEY]))
     if node > 0:
-        transports.append(
-            {
-                "type": "legacy_tcp_connect",
-                "host": veth_address(node - 1, 0),
-                "port": SMOLMESH_PORT,
-                "key": SMOLMESH_KEY,
-            }
-        )
-    config: dict[str, object] = {
-        "node_name": f"bench-{NODE_LETTERS[node]}",
-        "linux_tuntap": True,
-        "ipv4_addresses": [f"10.205.0.{node + 1}"],
-        "tun_name": SMOLMESH_TUN,
-        "transports": transports,
-    }
-    if mtu is not None:
+        transports.append(tcp_connect(chain.veth_address(node - 1, 0), SMOLMESH_PORT, SMOLMESH_KEY))
+    config = node_config(
+        f"bench-{NODE_LETTERS[node]}",
+        transports,
+        ipv4_addresses=[f"10.205.0.{node + 1}"],
+        tun_name=SMOLMESH_TUN,
+    )
+    if mtu is None:
+        del config["mtu"]  # smolmesh picks its own
+    else:
         config["mtu"] = mtu
     return config
 
 
-def smolmesh(lab: Lab, mtu: int | None, log_dir: Path, wait_s: float) -> Tunnel:
+def smolmesh(chain: Chain, mtu: int | None, wait_s: float) -> Tunnel:
     """`python -m smolmesh meshnode CONFIG` per node, legacy_tcp links along the veth chain."""
-    if importlib.util.find_spec("smolmesh") is None:
-        raise BenchError(f"smolmesh is not installed for {sys.executable}: pip install .")
-    addresses = [f"10.205.0.{node + 1}" for node in range(lab.nodes)]
-    names = [f"smolmesh node {NODE_LETTERS[n]}" for n in range(lab.nodes)]
-    logs = [log_dir / f"smolmesh-{NODE_LETTERS[n]}.log" for n in range(lab.nodes)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    procs = []
-    for node in range(lab.nodes):
-        config_path = log_dir / f"smolmesh-{NODE_LETTERS[node]}.json"
-        config_path.write_text(json.dumps(smolmesh_config(lab, node, mtu), indent=2) + "\n")
-        argv = [sys.executable, "-m", "smolmesh", "meshnode", str(config_path)]
-        # cwd is the log directory so that nothing beside the bench shadows the installed package.
-        procs.append(lab.spawn(node, argv, logs[node], env=env, cwd=log_dir))
+    addresses = [f"10.205.0.{node + 1}" for node in range(chain.nodes)]
+    names = [f"smolmesh node {NODE_LETTERS[n]}" for n in range(chain.nodes)]
+    # cwd is the log directory so that nothing beside the bench shadows the installed package.
+    procs = [
+        chain.lab.start_node(
+            chain.ns(node), smolmesh_config(chain, node, mtu), verbose=False, cwd=chain.log_dir
+        )
+        for node in range(chain.nodes)
+    ]
     try:
         wait_until(
             f"ping through smolmesh to {addresses[-1]}",
-            lambda: ping_answers(lab, 0, addresses[-1]),
+            lambda: ping_answers(chain, 0, addresses[-1]),
             wait_s,
             lambda: _deaths(procs, names),
         )
     except BenchError as exc:
-        raise BenchError(f"{exc}\n{_log_tails(logs)}") from exc
-    return Tunnel(addresses, [p.pid for p in procs], _link_mtu(lab, 0, SMOLMESH_TUN))
+        raise BenchError(f"{exc}\n{_log_tails(procs)}") from exc
+    return Tunnel(addresses, [p.pid for p in procs], _link_mtu(chain, 0, SMOLMESH_TUN))

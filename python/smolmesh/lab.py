@@ -220,9 +220,14 @@ class Proc:
 
 
 def spawn(
-    ns: str | None, argv: Sequence[str], log_path: Path | str, env: dict[str, str] | None = None
+    ns: str | None,
+    argv: Sequence[str],
+    log_path: Path | str,
+    env: dict[str, str] | None = None,
+    *,
+    cwd: Path | str | None = None,
 ) -> Proc:
-    """Start argv in ns with stdout and stderr going to log_path; it runs until stopped."""
+    """Start argv in ns (in cwd) with stdout and stderr going to log_path; it runs until stopped."""
     log_path = Path(log_path)
     with open(log_path, "wb") as log:
         popen = subprocess.Popen(
@@ -231,6 +236,7 @@ def spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=cwd,
             start_new_session=True,  # Ctrl-C in the terminal reaches the lab, which stops it
             preexec_fn=_release_signals,
         )
@@ -395,11 +401,17 @@ class Lab:
         return run(ns, argv, **kwargs)
 
     def spawn(
-        self, ns: str | None, argv: Sequence[str], log_name: str, env: dict[str, str] | None = None
+        self,
+        ns: str | None,
+        argv: Sequence[str],
+        log_name: str,
+        env: dict[str, str] | None = None,
+        *,
+        cwd: Path | str | None = None,
     ) -> Proc:
         """Start argv in ns, logging to <workdir>/<log_name>; stopped when the lab closes."""
         with held_signals():
-            proc = spawn(ns, argv, self.workdir / log_name, env)
+            proc = spawn(ns, argv, self.workdir / log_name, env, cwd=cwd)
             self.procs.append(proc)
         return proc
 
@@ -427,12 +439,16 @@ class Lab:
         env: dict[str, str] | None = None,
         *,
         verbose: bool = True,
+        cwd: Path | str | None = None,
     ) -> Proc:
-        """Write config, run `python -m smolmesh meshnode CONFIG [-v]` in ns, logging to a file."""
+        """Write config, run `python -m smolmesh meshnode CONFIG [-v]` in ns, logging to a file.
+
+        `python -m` looks in its working directory first: a cwd without a `smolmesh` directory
+        makes sure the installed package runs."""
         path = self.write_config(config)
         argv = [sys.executable, "-m", "smolmesh", "meshnode", str(path), *(["-v"] * verbose)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        return self.spawn(ns, argv, f"{config['node_name']}.log", env)
+        return self.spawn(ns, argv, f"{config['node_name']}.log", env, cwd=cwd)
 
     def print_logs(self, lines: int = 40) -> None:
         for proc in self.procs:
