@@ -117,8 +117,10 @@ def test_diamond_pings_survive_a_killed_middle_node_and_a_silently_cut_link(tmp_
         assert carrier() != middle, nodes["a"].log()
         cut_how = how_route_left(nodes["a"], "d", cut_at)
 
-        print(f"\ndiamond: SIGKILL of {victim}: ping gap {kill_gap:.2f} s (A's route to D"
-              f" {kill_how});\n  silent cut of A-{middle}: ping gap {cut_gap:.2f} s ({cut_how})")
+        print(
+            f"\ndiamond: SIGKILL of {victim}: ping gap {kill_gap:.2f} s (A's route to D"
+            f" {kill_how});\n  silent cut of A-{middle}: ping gap {cut_gap:.2f} s ({cut_how})"
+        )
         assert kill_gap is not None and kill_gap < KILL_GAP_LIMIT
         assert cut_gap is not None and cut_gap < CUT_GAP_LIMIT
         assert all(nodes[name].alive for name in "ad")
