@@ -245,8 +245,8 @@ class Router:
             route.paths[source] = (timestamp, heard_at)
             self.routes[address] = route
             self.next_hop[address] = source
+            self._route_changed(address, source)  # first, so the host can use what the log says
             log.info("route to %s learnt via %s", self._describe(address, route), source.label)
-            self._route_changed(address, source)
             return True
         previous = route.paths.get(source)
         if previous is None or timestamp >= previous[0]:
