@@ -7,6 +7,7 @@ pub mod address;
 pub mod constants;
 pub mod dedup;
 pub mod error;
+pub mod icmp;
 pub mod link;
 pub mod multispeck;
 pub mod packet;

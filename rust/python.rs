@@ -4,7 +4,7 @@
 
 use crate::constants::*;
 use crate::error::{sized, Error};
-use crate::{address, dedup, link, multispeck, packet, speck};
+use crate::{address, dedup, icmp, link, multispeck, packet, speck};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
@@ -210,6 +210,21 @@ fn make_packet<'py>(
     })
 }
 
+#[pyfunction]
+#[pyo3(signature = (ip_packet, mtu, source_v6 = None, source_v4 = None))]
+fn icmp_too_big<'py>(
+    py: Python<'py>,
+    ip_packet: &[u8],
+    mtu: u16,
+    source_v6: Option<&[u8]>,
+    source_v4: Option<&[u8]>,
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    let source_v6: Option<[u8; 16]> = source_v6.map(|a| sized("source_v6", a)).transpose()?;
+    let source_v4: Option<[u8; 4]> = source_v4.map(|a| sized("source_v4", a)).transpose()?;
+    let error = icmp::too_big(ip_packet, mtu, source_v6.as_ref(), source_v4.as_ref());
+    Ok(error.map(|e| PyBytes::new(py, &e)))
+}
+
 #[pyclass(name = "DuplicateFilter", module = "smolmesh._core")]
 struct PyDuplicateFilter(dedup::DuplicateFilter);
 
@@ -292,6 +307,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ip_destination, m)?)?;
     m.add_function(wrap_pyfunction!(make_packet, m)?)?;
     m.add_function(wrap_pyfunction!(triage, m)?)?;
+    m.add_function(wrap_pyfunction!(icmp_too_big, m)?)?;
     m.add_class::<PySealer>()?;
     m.add_class::<PyOpener>()?;
     m.add_class::<PyDuplicateFilter>()?;

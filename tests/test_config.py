@@ -95,6 +95,7 @@ BAD_CONFIGS: list[tuple[str, str | None, str]] = [
     ("IPv6 as IPv4", '{"node_name": "a", "ipv4_addresses": ["fd00::1"]}', "not an IPv4"),
     ("IPv4 as number", '{"node_name": "a", "ipv4_addresses": [167772161]}', "expected str"),
     ("mtu too small", '{"node_name": "a", "mtu": 576}', "$.mtu: expected int >= 1280"),
+    ("mtu too big", '{"node_name": "a", "mtu": 65536}', "$.mtu: expected int <= 65535"),
     ("tun_name too long", '{"node_name": "a", "tun_name": "sixteen-letters!"}', "$.tun_name"),
     ("unknown log level", '{"node_name": "a", "log_level": "loud"}', "$.log_level"),
     ("not UTF-8", b'{"node_name": "\xff"}'.decode("latin-1"), "not valid UTF-8"),
@@ -164,6 +165,13 @@ def test_defaults() -> None:
     assert config.tun_name == "smolmesh1"
     assert config.mtu is None
     assert config.log_level is None
+
+
+def test_mtu_range() -> None:
+    # From the least MTU that keeps IPv6 on the device to the most a TUN device takes; packets
+    # above 65,526 bytes are answered with ICMP by the node (see smolmesh._core.icmp_too_big).
+    for mtu in (1280, 65526, 65535):
+        assert parse_config(f'{{"node_name": "a", "mtu": {mtu}}}').mtu == mtu
 
 
 def test_every_field() -> None:

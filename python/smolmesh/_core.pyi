@@ -25,6 +25,7 @@ __all__ = [
     "derive_keys",
     "ernd",
     "find_psk",
+    "icmp_too_big",
     "ip_destination",
     "keyfinder",
     "keystream",
@@ -136,4 +137,18 @@ def triage(
     a dropped packet is not remembered by `seen` unless it reached step 3.
     An announcement (cmd 0, 1, 2) seen before is not dropped but returned with `packet` None: the
     router notes the link it came over as a backup path, and does not forward it.
+    """
+
+# --- Packets too long for the mesh (see rust/icmp.rs) ---
+def icmp_too_big(
+    ip_packet: bytes, mtu: int, source_v6: bytes | None = None, source_v4: bytes | None = None
+) -> bytes | None:
+    """The ICMP error that tells the host an IP packet longer than `mtu` does not fit.
+
+    IPv6: "packet too big" (type 2) with `mtu`, quoting the packet up to 1280 bytes in all;
+    IPv4: "fragmentation needed" (type 3 code 4) with `mtu`, quoting it up to 576 bytes in all.
+    From `source_v6` (16 bytes) or `source_v4` (4 bytes), None: the packet's own destination; to
+    the packet's source. None when there is nothing to answer: the packet fits, is not IPv4 or IPv6,
+    is malformed, is an ICMP error itself, a later IPv4 fragment, or from or (IPv4) to an address
+    no ICMP error may concern.
     """

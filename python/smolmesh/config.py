@@ -34,8 +34,10 @@ NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
 # A Linux interface name: at most 15 bytes (IFNAMSIZ - 1), none of them a slash, colon or space.
 _INTERFACE_NAME = re.compile(r"[^/:\s]{1,15}")
 # 1280 is the least MTU on which the kernel keeps IPv6 (the node's own address) on a device; the
-# most is what a mesh packet holds after its 9-byte header.
-Mtu = Annotated[int, msgspec.Meta(ge=1280, le=65535 - 9)]
+# most is the TUN device's. A packet longer than a mesh packet holds after its 9-byte header
+# (65,526 bytes) is answered with ICMP "packet too big" / "fragmentation needed", so the host
+# learns to send at most that much to the mesh.
+Mtu = Annotated[int, msgspec.Meta(ge=1280, le=65535)]
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
