@@ -306,8 +306,21 @@ class Node:
 
     def _on_tun_readable(self) -> None:
         packets = self._tun.read_batch(tuning.TUN_READ_BATCH)
-        if packets:
-            self.router.route_packets(packets, now_ms())
+        if not packets:
+            return
+        fits = _core.MAX_PACKET_LEN - _core.HEADER_LEN
+        if max(map(len, packets)) > fits:
+            # The device's MTU lets the host send more than a mesh packet holds: answer as a router
+            # does, so the host learns the path MTU and fragments or sends smaller segments.
+            # The error comes from this node's IPv6 address; for IPv4 from the packet's own
+            # destination, since the host drops IPv4 from an address of its own as martian.
+            for packet in packets:
+                if len(packet) > fits:
+                    error = _core.icmp_too_big(packet, fits, self.address_bytes)
+                    if error is not None:
+                        self._tun.write(error)
+            packets = [packet for packet in packets if len(packet) <= fits]
+        self.router.route_packets(packets, now_ms())
 
     def _route_changed(self, address: bytes, link: object) -> None:
         """Keep a host route through the device for every address that has a route.
