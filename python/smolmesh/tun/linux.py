@@ -40,7 +40,9 @@ _IFREQ_SIZE = 40
 # before the node's loop gets to read, and drops there are silent. 1000 matches Ethernet devices.
 DEFAULT_TXQUEUELEN = 1000
 
-# The largest IP packet (IPv4 total length, IPv6 payload length without jumbograms).
+# The largest packet the device gives: a TUN device's MTU is at most 65535 (the kernel's max_mtu
+# for TUN), and the node takes `mtu` up to that. Longer than a mesh packet holds is the node's
+# business (it answers with ICMP); a read cut short would hand it a malformed packet instead.
 _READ_SIZE = 65535
 
 # Write errors that lose one packet and leave the device fine: a packet the kernel will not take
