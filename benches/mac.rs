@@ -19,6 +19,28 @@ fn mac(c: &mut Criterion) {
             b.iter(|| key.mac_many(black_box(&batch)))
         });
     }
+    // Batches as a node at its default MTU of 32768 makes them: all full, or one small packet
+    // (an ACK, a ping) among full ones, which must not leave the full ones to a single lane.
+    let full = vec![0x5au8; 32768];
+    let small = vec![0xa5u8; 60];
+    let batches: [(&str, Vec<&[u8]>); 3] = [
+        ("many8/32768B", vec![full.as_slice(); 8]),
+        ("mixed/60B+7x32768B", {
+            let mut v = vec![small.as_slice()];
+            v.extend([full.as_slice(); 7]);
+            v
+        }),
+        ("mixed/5x60B+5x32768B", {
+            let mut v = vec![small.as_slice(); 5];
+            v.extend([full.as_slice(); 5]);
+            v
+        }),
+    ];
+    for (name, batch) in &batches {
+        let bytes: usize = batch.iter().map(|m| m.len()).sum();
+        group.throughput(Throughput::Bytes(bytes as u64));
+        group.bench_function(*name, |b| b.iter(|| key.mac_many(black_box(batch))));
+    }
     group.finish();
 }
 

@@ -2,22 +2,44 @@
 //! (2 parts: the MAC key, then the packet).
 //!
 //! The MAC is one Speck round per byte, each depending on the one before, so one MAC cannot go
-//! faster than the latency of a round. Many MACs can: `MacKey::mac_many` runs `LANES` messages in
-//! lockstep, one vector lane each, compiled for AVX-512 or AVX2 when the CPU has them.
+//! faster than the latency of a round. Many MACs can, one per lane of a vector register, and
+//! `MacKey::mac_many` keeps the lanes busy the way a multi-buffer hash does:
+//!
+//! - Each lane holds a MAC in progress: its state `(a, b)` and the unread rest of its message.
+//!   Messages enter the lanes longest first, so the short ones fill the gaps at the end.
+//! - A step runs every lane in lockstep for as many whole 8-byte words as the lane with the
+//!   fewest has left. Then each lane with less than a word left absorbs its last bytes and the
+//!   final zero round (masked rounds: the other lanes wait), hands in its MAC and takes the next
+//!   message. Idle lanes read zeros and their results are dropped.
+//! - With no message waiting, the lanes narrow as they drain (AVX-512: two registers of 8 lanes,
+//!   then one; portable: 8 lanes, then 4), and the last message alone is finished by scalar rounds,
+//!   which beat a vector of mostly idle lanes.
+//!
+//! With AVX-512 two registers of 8 lanes run interleaved, because one register's round is about
+//! as long as the dependency chain of a round and the second fills the gaps in the pipeline.
 
 use crate::constants::MAC_LEN;
 use crate::speck::ernd;
 
-/// Messages whose MACs are computed side by side: one AVX-512 register of u64 per word.
-pub const LANES: usize = 8;
-
 const START_A: u64 = 69;
+
+/// Lanes of the widest kernel.
+const MAX_LANES: usize = 16;
+/// Idle lanes read zeros from here, so a lockstep run is at most this long.
+const IDLE_BYTES: usize = 8192;
+static IDLE: [u8; IDLE_BYTES] = [0; IDLE_BYTES];
 
 /// Absorbs one part: its length, its bytes, then a zero round.
 #[inline(always)]
-fn absorb_part(mut a: u64, mut b: u64, part: &[u8]) -> (u64, u64) {
-    (a, b) = ernd(a, b, part.len() as u64);
-    for &c in part {
+fn absorb_part(a: u64, b: u64, part: &[u8]) -> (u64, u64) {
+    let (a, b) = ernd(a, b, part.len() as u64);
+    absorb_rest(a, b, part)
+}
+
+/// Absorbs the bytes of a part after its length, then the zero round.
+#[inline(always)]
+fn absorb_rest(mut a: u64, mut b: u64, rest: &[u8]) -> (u64, u64) {
+    for &c in rest {
         (a, b) = ernd(a, b, c as u64);
     }
     ernd(a, b, 0)
@@ -58,131 +80,395 @@ impl MacKey {
         digest(a, b)
     }
 
-    /// The MACs of `messages`, in order, computed `LANES` at a time.
+    /// The MACs of `messages`, in order, computed side by side in vector lanes.
     pub fn mac_many(&self, messages: &[&[u8]]) -> Vec<[u8; MAC_LEN]> {
+        if messages.len() < 2 {
+            return messages.iter().map(|m| self.mac(m)).collect();
+        }
         let mut out = vec![[0u8; MAC_LEN]; messages.len()];
-        if messages.len() < LANES / 2 {
-            for (m, o) in messages.iter().zip(&mut out) {
-                *o = self.mac(m);
-            }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(kernel) = avx512::Avx512::detect() {
+            mac_in_lanes(kernel, *self, messages, &mut out);
             return out;
         }
-        // Lanes run in lockstep for the shortest message of a group, so group similar lengths.
-        let mut order: Vec<usize> = (0..messages.len()).collect();
-        order.sort_by_key(|&i| messages[i].len());
-        for group in order.chunks(LANES) {
-            // A short last group repeats its last message in the spare lanes: same cost.
-            let pick = |lane: usize| group[lane.min(group.len() - 1)];
-            let lanes: [&[u8]; LANES] = std::array::from_fn(|lane| messages[pick(lane)]);
-            let macs = mac_lanes(*self, &lanes);
-            for (lane, &i) in group.iter().enumerate() {
-                out[i] = macs[lane];
-            }
-        }
+        mac_in_lanes(Portable, *self, messages, &mut out);
         out
     }
 }
 
-fn mac_lanes(key: MacKey, messages: &[&[u8]; LANES]) -> [[u8; MAC_LEN]; LANES] {
-    #[cfg(target_arch = "x86_64")]
-    if crate::speck::avx512::available() {
-        // SAFETY: the CPU has the features the function is compiled for.
-        return unsafe { mac_lanes_avx512(key, messages) };
-    }
-    mac_lanes_portable(key, messages)
+/// The MACs in progress, one per lane; a kernel uses the first `width` lanes.
+struct Lanes<'m> {
+    a: [u64; MAX_LANES],
+    b: [u64; MAX_LANES],
+    /// The unread bytes of each lane's message; idle lanes read `IDLE`.
+    rest: [&'m [u8]; MAX_LANES],
+    /// Index of the lane's message, `None` when the lane is idle.
+    message: [Option<usize>; MAX_LANES],
 }
 
-/// The lockstep loop of `mac_lanes_portable` with one message per 64-bit lane of a register.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw")]
-fn mac_lanes_avx512(key: MacKey, messages: &[&[u8]; LANES]) -> [[u8; MAC_LEN]; LANES] {
-    use crate::speck::avx512::round;
-    use std::arch::x86_64::*;
-
-    let lens: [u64; LANES] = std::array::from_fn(|i| messages[i].len() as u64);
-    // SAFETY: an unaligned load of 8 u64s from an array of 8 u64s.
-    let lens = unsafe { _mm512_loadu_si512(lens.as_ptr().cast()) };
-    let (mut a, mut b) = round(
-        _mm512_set1_epi64(key.a as i64),
-        _mm512_set1_epi64(key.b as i64),
-        lens,
-    );
-    // Byte `s` of each lane, moved to the bottom of the lane: one shuffle per round. The
-    // shuffle indexes bytes within 128 bits, so odd lanes find their bytes 8 further on.
-    let pick: [__m512i; 8] = std::array::from_fn(|s| {
-        let even = (0x8080_8080_8080_8000u64 | s as u64) as i64;
-        let odd = even + 8;
-        _mm512_set_epi64(odd, even, odd, even, odd, even, odd, even)
-    });
-    let common = messages.iter().map(|m| m.len()).min().unwrap_or(0);
-    let words = common / 8;
-    for w in 0..words {
-        let word = |i: usize| {
-            let bytes: [u8; 8] = messages[i][w * 8..w * 8 + 8].try_into().expect("8 bytes");
-            i64::from_le_bytes(bytes)
+impl<'m> Lanes<'m> {
+    fn start(&mut self, lane: usize, key: MacKey, next: Option<(usize, &'m [u8])>) {
+        (self.rest[lane], self.message[lane]) = match next {
+            Some((i, m)) => {
+                (self.a[lane], self.b[lane]) = ernd(key.a, key.b, m.len() as u64);
+                (m, Some(i))
+            }
+            None => (&IDLE[..], None),
         };
-        let bytes = _mm512_set_epi64(
-            word(7),
-            word(6),
-            word(5),
-            word(4),
-            word(3),
-            word(2),
-            word(1),
-            word(0),
-        );
-        for p in pick {
-            (a, b) = round(a, b, _mm512_shuffle_epi8(bytes, p));
+    }
+
+    /// Moves the busy lanes of `..width` to the front.
+    fn compact(&mut self, width: usize) {
+        let mut to = 0;
+        for from in 0..width {
+            if self.message[from].is_some() {
+                self.a.swap(to, from);
+                self.b.swap(to, from);
+                self.rest.swap(to, from);
+                self.message.swap(to, from);
+                to += 1;
+            }
         }
     }
-    let (mut a_out, mut b_out) = ([0u64; LANES], [0u64; LANES]);
-    // SAFETY: unaligned stores of 8 u64s into arrays of 8 u64s.
-    unsafe {
-        _mm512_storeu_si512(a_out.as_mut_ptr().cast(), a);
-        _mm512_storeu_si512(b_out.as_mut_ptr().cast(), b);
+
+    /// Bit `lane` set for each busy lane of `..width` with less than a word left.
+    fn ending(&self, width: usize) -> u32 {
+        (0..width)
+            .filter(|&l| self.message[l].is_some() && self.rest[l].len() < 8)
+            .fold(0, |mask, l| mask | 1 << l)
     }
-    std::array::from_fn(|i| {
-        let (mut ai, mut bi) = (a_out[i], b_out[i]);
-        for &c in &messages[i][words * 8..] {
-            (ai, bi) = ernd(ai, bi, c as u64);
+}
+
+/// A lockstep engine: the rounds of `Lanes` in vector registers, or in plain integers.
+trait Kernel: Copy {
+    /// Lanes while messages wait; lanes once no more than `NARROW` are busy.
+    const WIDE: usize;
+    const NARROW: usize;
+    /// Lanes `..width` absorb `words` 8-byte words from the front of their `rest`, which holds
+    /// at least that many.
+    fn words(self, lanes: &mut Lanes, width: usize, words: usize);
+    /// The lanes of `ending` absorb their `rest` (under 8 bytes) and the zero round.
+    fn last_words(self, lanes: &mut Lanes, width: usize, ending: u32);
+}
+
+fn mac_in_lanes<K: Kernel>(kernel: K, key: MacKey, messages: &[&[u8]], out: &mut [[u8; MAC_LEN]]) {
+    let mut queue: Vec<(usize, &[u8])> = messages.iter().copied().enumerate().collect();
+    if !queue.is_sorted_by(|x, y| x.1.len() >= y.1.len()) {
+        queue.sort_unstable_by_key(|&(_, m)| std::cmp::Reverse(m.len()));
+    }
+    let mut queue = queue.into_iter();
+    let mut lanes = Lanes {
+        a: [0; MAX_LANES],
+        b: [0; MAX_LANES],
+        rest: [&IDLE[..]; MAX_LANES],
+        message: [None; MAX_LANES],
+    };
+    let mut width = K::WIDE;
+    for lane in 0..width {
+        lanes.start(lane, key, queue.next());
+    }
+    loop {
+        if queue.len() == 0 {
+            let busy = lanes.message[..width].iter().flatten().count();
+            if busy <= 1 {
+                break;
+            }
+            if busy <= K::NARROW && width > K::NARROW {
+                lanes.compact(width);
+                width = K::NARROW;
+            }
         }
-        (ai, bi) = ernd(ai, bi, 0);
-        digest(ai, bi)
-    })
+        let words = (0..width)
+            .filter(|&l| lanes.message[l].is_some())
+            .map(|l| lanes.rest[l].len() / 8)
+            .min()
+            .unwrap_or(0)
+            .min(IDLE_BYTES / 8);
+        if words > 0 {
+            kernel.words(&mut lanes, width, words);
+            for lane in 0..width {
+                if lanes.message[lane].is_none() {
+                    lanes.rest[lane] = &IDLE[..];
+                }
+            }
+        }
+        let ending = lanes.ending(width);
+        if ending != 0 {
+            kernel.last_words(&mut lanes, width, ending);
+            for lane in (0..width).filter(|l| ending & 1 << l != 0) {
+                let i = lanes.message[lane].expect("an ending lane is busy");
+                out[i] = digest(lanes.a[lane], lanes.b[lane]);
+                lanes.start(lane, key, queue.next());
+            }
+        }
+    }
+    for lane in 0..width {
+        if let Some(i) = lanes.message[lane] {
+            let (a, b) = absorb_rest(lanes.a[lane], lanes.b[lane], lanes.rest[lane]);
+            out[i] = digest(a, b);
+        }
+    }
+}
+
+/// Plain integer rounds; several independent chains still keep the scalar ALUs busy.
+#[derive(Clone, Copy)]
+struct Portable;
+
+impl Kernel for Portable {
+    const WIDE: usize = 8;
+    const NARROW: usize = 4;
+
+    fn words(self, lanes: &mut Lanes, width: usize, words: usize) {
+        match width {
+            8 => words_portable::<8>(lanes, words),
+            _ => words_portable::<4>(lanes, words),
+        }
+    }
+
+    fn last_words(self, lanes: &mut Lanes, _width: usize, ending: u32) {
+        for lane in (0..MAX_LANES).filter(|l| ending & 1 << l != 0) {
+            let (a, b) = absorb_rest(lanes.a[lane], lanes.b[lane], lanes.rest[lane]);
+            (lanes.a[lane], lanes.b[lane]) = (a, b);
+            lanes.rest[lane] = &[];
+        }
+    }
 }
 
 #[inline(always)]
-fn mac_lanes_portable(key: MacKey, messages: &[&[u8]; LANES]) -> [[u8; MAC_LEN]; LANES] {
-    let mut a = [0u64; LANES];
-    let mut b = [0u64; LANES];
-    for i in 0..LANES {
-        (a[i], b[i]) = ernd(key.a, key.b, messages[i].len() as u64);
-    }
-    let common = messages.iter().map(|m| m.len()).min().unwrap_or(0);
-    let words = common / 8;
+fn words_portable<const N: usize>(lanes: &mut Lanes, words: usize) {
+    let mut a: [u64; N] = std::array::from_fn(|i| lanes.a[i]);
+    let mut b: [u64; N] = std::array::from_fn(|i| lanes.b[i]);
+    let rest: [&[u8]; N] = std::array::from_fn(|i| &lanes.rest[i][..8 * words]);
     for w in 0..words {
         // Eight bytes of every lane per load, then eight rounds on shifted copies.
-        let mut bytes = [0u64; LANES];
-        for i in 0..LANES {
-            bytes[i] = u64::from_le_bytes(messages[i][w * 8..w * 8 + 8].try_into().expect("8"));
-        }
+        let mut bytes: [u64; N] = std::array::from_fn(|i| {
+            u64::from_le_bytes(rest[i][8 * w..8 * w + 8].try_into().expect("8 bytes"))
+        });
         for _ in 0..8 {
-            for i in 0..LANES {
+            for i in 0..N {
                 (a[i], b[i]) = ernd(a[i], b[i], bytes[i] & 0xff);
                 bytes[i] >>= 8;
             }
         }
     }
-    let mut out = [[0u8; MAC_LEN]; LANES];
-    for i in 0..LANES {
-        let (mut ai, mut bi) = (a[i], b[i]);
-        for &c in &messages[i][words * 8..] {
-            (ai, bi) = ernd(ai, bi, c as u64);
-        }
-        (ai, bi) = ernd(ai, bi, 0);
-        out[i] = digest(ai, bi);
+    for i in 0..N {
+        (lanes.a[i], lanes.b[i]) = (a[i], b[i]);
+        lanes.rest[i] = &lanes.rest[i][8 * words..];
     }
-    out
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{Kernel, Lanes, MAX_LANES};
+    use crate::speck::avx512::round;
+    use std::arch::x86_64::*;
+
+    /// The AVX-512 kernel; a value exists only on a CPU with the features it is compiled for.
+    #[derive(Clone, Copy)]
+    pub struct Avx512(());
+
+    impl Avx512 {
+        pub fn detect() -> Option<Self> {
+            let f = std::arch::is_x86_feature_detected!("avx512f");
+            (f && std::arch::is_x86_feature_detected!("avx512bw")).then_some(Avx512(()))
+        }
+    }
+
+    impl Kernel for Avx512 {
+        const WIDE: usize = 16;
+        const NARROW: usize = 8;
+
+        fn words(self, lanes: &mut Lanes, width: usize, words: usize) {
+            // SAFETY: `self` exists, so the CPU has AVX-512F and BW.
+            unsafe {
+                match width {
+                    16 => words_avx512::<2>(lanes, words),
+                    _ => words_avx512::<1>(lanes, words),
+                }
+            }
+        }
+
+        fn last_words(self, lanes: &mut Lanes, width: usize, ending: u32) {
+            // SAFETY: as in `words`.
+            unsafe {
+                match width {
+                    16 => last_words_avx512::<2>(lanes, ending),
+                    _ => last_words_avx512::<1>(lanes, ending),
+                }
+            }
+        }
+    }
+
+    /// Byte `s` of each u64 lane, moved to the bottom of the lane. The shuffle indexes bytes
+    /// within 128 bits, so odd lanes find their bytes 8 further on.
+    #[inline(always)]
+    fn pick(s: usize) -> __m512i {
+        let even = (0x8080_8080_8080_8000u64 | s as u64) as i64;
+        let odd = even + 8;
+        // SAFETY (for the callers' `target_feature`): pure register arithmetic.
+        unsafe { _mm512_set_epi64(odd, even, odd, even, odd, even, odd, even) }
+    }
+
+    /// Word `w` of 8 lanes, one scalar load each (for the few words after the last block).
+    ///
+    /// # Safety
+    /// Each `ptrs[lane]` is valid for reading 8 bytes at `8 * w`.
+    #[inline(always)]
+    unsafe fn load_word(ptrs: &[*const u8], w: usize) -> __m512i {
+        // SAFETY: the caller's promise.
+        let word = |l: usize| unsafe { ptrs[l].add(8 * w).cast::<i64>().read_unaligned() };
+        let w: [i64; 8] = std::array::from_fn(word);
+        // SAFETY (for the callers' `target_feature`): pure register arithmetic.
+        unsafe { _mm512_set_epi64(w[7], w[6], w[5], w[4], w[3], w[2], w[1], w[0]) }
+    }
+
+    /// Words `8 * block..` of 8 lanes, transposed: element `w` holds word `w` of every lane.
+    /// Eight 64-byte loads and 24 shuffles are fewer shuffle-port operations than the 56 that
+    /// build the 8 registers from scalar loads.
+    ///
+    /// # Safety
+    /// Each `ptrs[lane]` is valid for reading 64 bytes at `64 * block`.
+    #[inline(always)]
+    unsafe fn load_block(ptrs: &[*const u8], block: usize) -> [__m512i; 8] {
+        // SAFETY: the caller's promise; unaligned loads.
+        let row = |l: usize| unsafe { _mm512_loadu_si512(ptrs[l].add(64 * block).cast()) };
+        let rows: [__m512i; 8] = std::array::from_fn(row);
+        // SAFETY (for the callers' `target_feature`): pure register arithmetic.
+        unsafe {
+            // Pairs of lanes: t[2p] has words 0, 2, 4, 6 and t[2p + 1] words 1, 3, 5, 7 of
+            // lanes 2p and 2p + 1, interleaved.
+            let t: [__m512i; 8] = std::array::from_fn(|i| {
+                let (x, y) = (rows[i & !1], rows[i | 1]);
+                if i % 2 == 0 {
+                    _mm512_unpacklo_epi64(x, y)
+                } else {
+                    _mm512_unpackhi_epi64(x, y)
+                }
+            });
+            // Quads: words w and w + 4 of lanes 4q..4q + 4.
+            let low = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);
+            let high = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
+            let quad = |q: usize, odd: usize, idx| {
+                _mm512_permutex2var_epi64(t[4 * q + odd], idx, t[4 * q + 2 + odd])
+            };
+            // u[q][k]: k = 0 words 0|4, 1 words 1|5, 2 words 2|6, 3 words 3|7.
+            let u: [[__m512i; 4]; 2] = std::array::from_fn(|q| {
+                [
+                    quad(q, 0, low),
+                    quad(q, 1, low),
+                    quad(q, 0, high),
+                    quad(q, 1, high),
+                ]
+            });
+            std::array::from_fn(|w| {
+                let (a, b) = (u[0][w % 4], u[1][w % 4]);
+                if w < 4 {
+                    _mm512_shuffle_i64x2::<0b01_00_01_00>(a, b)
+                } else {
+                    _mm512_shuffle_i64x2::<0b11_10_11_10>(a, b)
+                }
+            })
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn load_state<const G: usize>(lanes: &Lanes) -> ([__m512i; G], [__m512i; G]) {
+        // SAFETY: unaligned loads of 8 u64s from arrays of `MAX_LANES >= 8 * G` u64s.
+        unsafe {
+            (
+                std::array::from_fn(|g| _mm512_loadu_si512(lanes.a[8 * g..].as_ptr().cast())),
+                std::array::from_fn(|g| _mm512_loadu_si512(lanes.b[8 * g..].as_ptr().cast())),
+            )
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn store_state<const G: usize>(lanes: &mut Lanes, a: [__m512i; G], b: [__m512i; G]) {
+        for g in 0..G {
+            // SAFETY: unaligned stores of 8 u64s into arrays of `MAX_LANES >= 8 * G` u64s.
+            unsafe {
+                _mm512_storeu_si512(lanes.a[8 * g..].as_mut_ptr().cast(), a[g]);
+                _mm512_storeu_si512(lanes.b[8 * g..].as_mut_ptr().cast(), b[g]);
+            }
+        }
+    }
+
+    /// `Kernel::words` for `8 * G` lanes, the `G` registers' rounds interleaved.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn words_avx512<const G: usize>(lanes: &mut Lanes, words: usize) {
+        const { assert!(8 * G <= MAX_LANES) };
+        let ptrs: [*const u8; MAX_LANES] = std::array::from_fn(|l| {
+            if l < 8 * G {
+                assert!(lanes.rest[l].len() >= 8 * words, "lane {l} has the words");
+            }
+            lanes.rest[l].as_ptr()
+        });
+        let picks: [__m512i; 8] = std::array::from_fn(pick);
+        // SAFETY: the state arrays hold `8 * G` lanes.
+        let (mut a, mut b) = unsafe { load_state::<G>(lanes) };
+        let mut word_rounds = |bytes: [__m512i; G]| {
+            for p in picks {
+                for g in 0..G {
+                    (a[g], b[g]) = round(a[g], b[g], _mm512_shuffle_epi8(bytes[g], p));
+                }
+            }
+        };
+        // SAFETY (both loops): each lane's rest holds `8 * words` bytes (asserted above).
+        for block in 0..words / 8 {
+            let blocks: [[__m512i; 8]; G] =
+                std::array::from_fn(|g| unsafe { load_block(&ptrs[8 * g..8 * g + 8], block) });
+            let by_word: [[__m512i; G]; 8] =
+                std::array::from_fn(|w| std::array::from_fn(|g| blocks[g][w]));
+            for bytes in by_word {
+                word_rounds(bytes);
+            }
+        }
+        for w in words / 8 * 8..words {
+            word_rounds(std::array::from_fn(|g| unsafe {
+                load_word(&ptrs[8 * g..8 * g + 8], w)
+            }));
+        }
+        // SAFETY: as for the load.
+        unsafe { store_state::<G>(lanes, a, b) };
+        for rest in &mut lanes.rest[..8 * G] {
+            *rest = &rest[8 * words..];
+        }
+    }
+
+    /// `Kernel::last_words` for `8 * G` lanes: round `j` runs in the ending lanes that have
+    /// `j` or more bytes left (round `j` of a lane with `j` left is its zero round).
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn last_words_avx512<const G: usize>(lanes: &mut Lanes, ending: u32) {
+        let mut tails = [0u64; MAX_LANES];
+        let mut left = [0u64; MAX_LANES];
+        let mut rounds = 0;
+        for lane in (0..8 * G).filter(|l| ending & 1 << l != 0) {
+            let rest = std::mem::take(&mut lanes.rest[lane]);
+            tails[lane] = rest.iter().rev().fold(0, |word, &c| word << 8 | c as u64);
+            left[lane] = rest.len() as u64;
+            rounds = rounds.max(rest.len() + 1);
+        }
+        // SAFETY: the arrays hold `MAX_LANES >= 8 * G` lanes; unaligned loads.
+        let (mut x, mut y) = unsafe { load_state::<G>(lanes) };
+        let (bytes, left): ([__m512i; G], [__m512i; G]) = unsafe {
+            (
+                std::array::from_fn(|g| _mm512_loadu_si512(tails[8 * g..].as_ptr().cast())),
+                std::array::from_fn(|g| _mm512_loadu_si512(left[8 * g..].as_ptr().cast())),
+            )
+        };
+        for j in 0..rounds {
+            for g in 0..G {
+                let ending = (ending >> (8 * g)) as __mmask8;
+                let m = _mm512_mask_cmpge_epu64_mask(ending, left[g], _mm512_set1_epi64(j as i64));
+                let k = _mm512_shuffle_epi8(bytes[g], pick(j));
+                let s = _mm512_add_epi64(_mm512_ror_epi64::<8>(x[g]), y[g]);
+                x[g] = _mm512_mask_xor_epi64(x[g], m, s, k);
+                y[g] = _mm512_mask_xor_epi64(y[g], m, _mm512_rol_epi64::<3>(y[g]), x[g]);
+            }
+        }
+        // SAFETY: as for the load.
+        unsafe { store_state::<G>(lanes, x, y) };
+    }
 }
 
 #[cfg(test)]
@@ -198,7 +484,24 @@ mod tests {
             assert_eq!(multispeck(&refs).to_vec(), hex(&v["out"]));
             if refs.len() == 2 {
                 assert_eq!(MacKey::new(refs[0]).mac(refs[1]).to_vec(), hex(&v["out"]));
+                let many = MacKey::new(refs[0]).mac_many(&[refs[1], refs[1], b"", refs[1]]);
+                assert_eq!(many[3].to_vec(), hex(&v["out"]));
             }
+        }
+    }
+
+    /// `mac_many` with every kernel this CPU can run, checked against `mac` one by one.
+    fn check_all_kernels(key: MacKey, messages: &[&[u8]], what: &str) {
+        let want: Vec<_> = messages.iter().map(|m| key.mac(m)).collect();
+        assert_eq!(key.mac_many(messages), want, "mac_many, {what}");
+        let mut got = vec![[0u8; MAC_LEN]; messages.len()];
+        mac_in_lanes(Portable, key, messages, &mut got);
+        assert_eq!(got, want, "portable, {what}");
+        #[cfg(target_arch = "x86_64")]
+        if let Some(kernel) = avx512::Avx512::detect() {
+            let mut got = vec![[0u8; MAC_LEN]; messages.len()];
+            mac_in_lanes(kernel, key, messages, &mut got);
+            assert_eq!(got, want, "avx512, {what}");
         }
     }
 
@@ -208,17 +511,47 @@ mod tests {
         let messages: Vec<Vec<u8>> = (0..40)
             .map(|i| (0..(i * 37) % 301).map(|j| (i * 7 + j) as u8).collect())
             .collect();
-        for count in [0, 1, 3, 4, 7, 8, 9, 17, 40] {
+        for count in [0, 1, 2, 3, 4, 7, 8, 9, 16, 17, 40] {
             let refs: Vec<&[u8]> = messages[..count].iter().map(Vec::as_slice).collect();
-            let want: Vec<_> = refs.iter().map(|m| key.mac(m)).collect();
-            assert_eq!(key.mac_many(&refs), want, "{count} messages");
-            let portable: Vec<&[u8]> = refs.iter().copied().cycle().take(LANES).collect();
-            if count > 0 {
-                let got = mac_lanes_portable(key, &portable.try_into().unwrap());
-                for (lane, mac) in got.iter().enumerate() {
-                    assert_eq!(*mac, want[lane % count]);
-                }
-            }
+            check_all_kernels(key, &refs, &format!("{count} messages"));
         }
+    }
+
+    #[test]
+    fn mac_many_of_mixed_lengths() {
+        let key = MacKey::new(b"another key");
+        let big: Vec<u8> = (0..70_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |below: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % below as u64) as usize
+        };
+        for case in 0..24 {
+            let count = next(41);
+            // Mostly short messages with a few long ones, as a link's batches are.
+            let refs: Vec<&[u8]> = (0..count)
+                .map(|_| {
+                    let len = if next(4) == 0 {
+                        next(70_001)
+                    } else {
+                        next(200)
+                    };
+                    let at = next(big.len() - len + 1);
+                    &big[at..at + len]
+                })
+                .collect();
+            check_all_kernels(key, &refs, &format!("case {case}, {count} messages"));
+        }
+        // The one short message among full ones, and lanes that all end together.
+        let (small, full) = (&big[..60], &big[..32768]);
+        let mut mixed = vec![small];
+        mixed.extend([full; 7]);
+        check_all_kernels(key, &mixed, "60 B and 7 x 32 KiB");
+        check_all_kernels(key, &[&big[..64]; 33], "33 x 64 B");
+        check_all_kernels(key, &[&big[..7], &big[..0], &big[..8]], "under a word");
     }
 }
