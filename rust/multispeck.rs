@@ -130,13 +130,6 @@ impl<'m> Lanes<'m> {
             }
         }
     }
-
-    /// Bit `lane` set for each busy lane of `..width` with less than a word left.
-    fn ending(&self, width: usize) -> u32 {
-        (0..width)
-            .filter(|&l| self.message[l].is_some() && self.rest[l].len() < 8)
-            .fold(0, |mask, l| mask | 1 << l)
-    }
 }
 
 /// A lockstep engine: the rounds of `Lanes` in vector registers, or in plain integers.
@@ -145,10 +138,9 @@ trait Kernel: Copy {
     const WIDE: usize;
     const NARROW: usize;
     /// Lanes `..width` absorb `words` 8-byte words from the front of their `rest`, which holds
-    /// at least that many.
-    fn words(self, lanes: &mut Lanes, width: usize, words: usize);
-    /// The lanes of `ending` absorb their `rest` (under 8 bytes) and the zero round.
-    fn last_words(self, lanes: &mut Lanes, width: usize, ending: u32);
+    /// that many; then the lanes of `ending`, left with under 8 bytes, absorb those and the zero
+    /// round.
+    fn step(self, lanes: &mut Lanes, width: usize, words: usize, ending: u32);
 }
 
 fn mac_in_lanes<K: Kernel>(kernel: K, key: MacKey, messages: &[&[u8]], out: &mut [[u8; MAC_LEN]]) {
@@ -184,21 +176,17 @@ fn mac_in_lanes<K: Kernel>(kernel: K, key: MacKey, messages: &[&[u8]], out: &mut
             .min()
             .unwrap_or(0)
             .min(IDLE_BYTES / 8);
-        if words > 0 {
-            kernel.words(&mut lanes, width, words);
-            for lane in 0..width {
-                if lanes.message[lane].is_none() {
-                    lanes.rest[lane] = &IDLE[..];
-                }
-            }
-        }
-        let ending = lanes.ending(width);
-        if ending != 0 {
-            kernel.last_words(&mut lanes, width, ending);
-            for lane in (0..width).filter(|l| ending & 1 << l != 0) {
+        let ending = (0..width)
+            .filter(|&l| lanes.message[l].is_some() && lanes.rest[l].len() / 8 == words)
+            .fold(0, |mask, l| mask | 1 << l);
+        kernel.step(&mut lanes, width, words, ending);
+        for lane in 0..width {
+            if ending & 1 << lane != 0 {
                 let i = lanes.message[lane].expect("an ending lane is busy");
                 out[i] = digest(lanes.a[lane], lanes.b[lane]);
                 lanes.start(lane, key, queue.next());
+            } else if lanes.message[lane].is_none() {
+                lanes.rest[lane] = &IDLE[..];
             }
         }
     }
@@ -218,18 +206,14 @@ impl Kernel for Portable {
     const WIDE: usize = 8;
     const NARROW: usize = 4;
 
-    fn words(self, lanes: &mut Lanes, width: usize, words: usize) {
+    fn step(self, lanes: &mut Lanes, width: usize, words: usize, ending: u32) {
         match width {
             8 => words_portable::<8>(lanes, words),
             _ => words_portable::<4>(lanes, words),
         }
-    }
-
-    fn last_words(self, lanes: &mut Lanes, _width: usize, ending: u32) {
-        for lane in (0..MAX_LANES).filter(|l| ending & 1 << l != 0) {
-            let (a, b) = absorb_rest(lanes.a[lane], lanes.b[lane], lanes.rest[lane]);
-            (lanes.a[lane], lanes.b[lane]) = (a, b);
-            lanes.rest[lane] = &[];
+        for lane in (0..width).filter(|l| ending & 1 << l != 0) {
+            let rest = std::mem::take(&mut lanes.rest[lane]);
+            (lanes.a[lane], lanes.b[lane]) = absorb_rest(lanes.a[lane], lanes.b[lane], rest);
         }
     }
 }
@@ -278,22 +262,12 @@ mod avx512 {
         const WIDE: usize = 16;
         const NARROW: usize = 8;
 
-        fn words(self, lanes: &mut Lanes, width: usize, words: usize) {
+        fn step(self, lanes: &mut Lanes, width: usize, words: usize, ending: u32) {
             // SAFETY: `self` exists, so the CPU has AVX-512F and BW.
             unsafe {
                 match width {
-                    16 => words_avx512::<2>(lanes, words),
-                    _ => words_avx512::<1>(lanes, words),
-                }
-            }
-        }
-
-        fn last_words(self, lanes: &mut Lanes, width: usize, ending: u32) {
-            // SAFETY: as in `words`.
-            unsafe {
-                match width {
-                    16 => last_words_avx512::<2>(lanes, ending),
-                    _ => last_words_avx512::<1>(lanes, ending),
+                    16 => step_avx512::<2>(lanes, words, ending),
+                    _ => step_avx512::<1>(lanes, words, ending),
                 }
             }
         }
@@ -393,9 +367,9 @@ mod avx512 {
         }
     }
 
-    /// `Kernel::words` for `8 * G` lanes, the `G` registers' rounds interleaved.
+    /// `Kernel::step` for `8 * G` lanes, the `G` registers' rounds interleaved.
     #[target_feature(enable = "avx512f,avx512bw")]
-    fn words_avx512<const G: usize>(lanes: &mut Lanes, words: usize) {
+    fn step_avx512<const G: usize>(lanes: &mut Lanes, words: usize, ending: u32) {
         const { assert!(8 * G <= MAX_LANES) };
         let ptrs: [*const u8; MAX_LANES] = std::array::from_fn(|l| {
             if l < 8 * G {
@@ -428,17 +402,26 @@ mod avx512 {
                 load_word(&ptrs[8 * g..8 * g + 8], w)
             }));
         }
-        // SAFETY: as for the load.
-        unsafe { store_state::<G>(lanes, a, b) };
         for rest in &mut lanes.rest[..8 * G] {
             *rest = &rest[8 * words..];
         }
+        if ending != 0 {
+            last_words::<G>(lanes, ending, &mut a, &mut b);
+        }
+        // SAFETY: as for the load.
+        unsafe { store_state::<G>(lanes, a, b) };
     }
 
-    /// `Kernel::last_words` for `8 * G` lanes: round `j` runs in the ending lanes that have
-    /// `j` or more bytes left (round `j` of a lane with `j` left is its zero round).
+    /// The end of `step_avx512`: round `j` runs in the ending lanes that have `j` or more bytes
+    /// left (round `j` of a lane with `j` left is its zero round).
+    #[inline]
     #[target_feature(enable = "avx512f,avx512bw")]
-    fn last_words_avx512<const G: usize>(lanes: &mut Lanes, ending: u32) {
+    fn last_words<const G: usize>(
+        lanes: &mut Lanes,
+        ending: u32,
+        x: &mut [__m512i; G],
+        y: &mut [__m512i; G],
+    ) {
         let mut tails = [0u64; MAX_LANES];
         let mut left = [0u64; MAX_LANES];
         let mut rounds = 0;
@@ -448,8 +431,7 @@ mod avx512 {
             left[lane] = rest.len() as u64;
             rounds = rounds.max(rest.len() + 1);
         }
-        // SAFETY: the arrays hold `MAX_LANES >= 8 * G` lanes; unaligned loads.
-        let (mut x, mut y) = unsafe { load_state::<G>(lanes) };
+        // SAFETY: unaligned loads of 8 u64s from arrays of `MAX_LANES >= 8 * G` u64s.
         let (bytes, left): ([__m512i; G], [__m512i; G]) = unsafe {
             (
                 std::array::from_fn(|g| _mm512_loadu_si512(tails[8 * g..].as_ptr().cast())),
@@ -466,8 +448,6 @@ mod avx512 {
                 y[g] = _mm512_mask_xor_epi64(y[g], m, _mm512_rol_epi64::<3>(y[g]), x[g]);
             }
         }
-        // SAFETY: as for the load.
-        unsafe { store_state::<G>(lanes, x, y) };
     }
 }
 
