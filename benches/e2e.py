@@ -1,14 +1,16 @@
 """End-to-end throughput of smolmesh beside wireguard-go and the bare veth, in one run.
 
 Run as root:  python3 benches/e2e.py [--seconds 10] [--mtu 1500] [--smolmesh-mtu N]
-                                     [--only smolmesh,wireguard,veth] [--json PATH]
+                                     [--only smolmesh,wireguard,veth] [--repeat N] [--json PATH]
 
 Each row builds its own chain of network namespaces joined by veth pairs (smolmesh.lab, through
 benches/e2e_lab.py), lays a tunnel over them (benches/e2e_tunnels.py), then measures with iperf3
 and ping (benches/e2e_measure.py): 1 and 4 TCP streams for --seconds each, the idle ping RTT, and
 the CPU seconds the VPN processes spent per GB carried (kernel work, such as the veth and TCP
-itself, is not counted). Everything is removed when a row ends, also on error or Ctrl-C. The exit
-status is 0 when every row ran, 1 when a row failed, 2 when the bench cannot start.
+itself, is not counted). With --repeat N the rows run N times in turn and the table shows each
+figure's median; the goals (benches/e2e_goals.py) are ratios between rows of one round, listed
+per round with their median. Everything is removed when a row ends, also on error or Ctrl-C.
+The exit status is 0 when every row ran, 1 when a row failed, 2 when the bench cannot start.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from e2e_goals import format_goals, goal_results, goals
 from e2e_lab import BenchError, Chain, chain
 from e2e_measure import measure
 from e2e_tunnels import Tunnel, smolmesh, wireguard
@@ -59,6 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only", default=",".join(GROUPS), help="comma-separated subset of: " + ",".join(GROUPS)
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run the rows this many times in turn (medians)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument(
         "--wait", type=float, default=30.0, help="seconds a smolmesh tunnel may take to answer ping"
@@ -70,6 +77,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--only takes some of {','.join(GROUPS)}, not {','.join(sorted(unknown))}")
     if args.seconds < 1:
         parser.error("--seconds must be at least 1")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     return args
 
 
@@ -112,6 +121,14 @@ RowMeasure = Callable[[Path], dict[str, object]]  # measures one row, its logs i
 Row = tuple[str, str, RowMeasure]  # group, label, measure
 
 
+def default_labels(args: argparse.Namespace) -> tuple[str, str]:
+    """Labels of the 2-node and chain rows at smolmesh's default (or --smolmesh-mtu) MTU."""
+    label = (
+        "smolmesh @default MTU" if args.smolmesh_mtu is None else f"smolmesh @{args.smolmesh_mtu}"
+    )
+    return label, label.replace("smolmesh", "smolmesh 3-node chain")
+
+
 def plan(args: argparse.Namespace) -> list[Row]:
     s, mtu = args.seconds, args.mtu
 
@@ -137,10 +154,7 @@ def plan(args: argparse.Namespace) -> list[Row]:
     def smolmesh_row(nodes: int, sm_mtu: int | None) -> RowMeasure:
         return tunnel_row(nodes, lambda row_chain: smolmesh(row_chain, sm_mtu, args.wait))
 
-    default_label = (
-        "smolmesh @default MTU" if args.smolmesh_mtu is None else f"smolmesh @{args.smolmesh_mtu}"
-    )
-    chain_label = default_label.replace("smolmesh", "smolmesh 3-node chain")
+    default_label, chain_label = default_labels(args)
     rows: list[Row] = [
         ("veth", "bare veth", veth_row),
         ("wireguard", REFERENCE_ROW.format(mtu=mtu), wireguard_row(2, mtu)),
@@ -162,12 +176,15 @@ def plan(args: argparse.Namespace) -> list[Row]:
     return [row for row in rows if row[0] in args.only]
 
 
-def run_rows(rows: list[Row], log_root: Path) -> list[dict[str, object]]:
+def run_rows(
+    rows: list[Row], log_root: Path, round_number: int, rounds: int
+) -> list[dict[str, object]]:
     results = []
+    say_round = f"round {round_number}/{rounds} " if rounds > 1 else ""
     for number, (group, label, fn) in enumerate(rows, 1):
-        log_dir = log_root / f"row{number}"
+        log_dir = log_root / f"round{round_number}-row{number}"
         log_dir.mkdir()
-        print(f"[{number}/{len(rows)}] {label} ...", file=sys.stderr, flush=True)
+        print(f"{say_round}[{number}/{len(rows)}] {label} ...", file=sys.stderr, flush=True)
         result: dict[str, object] = {"row": label, "group": group}
         try:
             result.update(fn(log_dir), status="ok")
@@ -176,6 +193,22 @@ def run_rows(rows: list[Row], log_root: Path) -> list[dict[str, object]]:
             result.update(status="failed", error=str(exc))
         results.append(result)
     return results
+
+
+def medians(rounds: list[list[dict[str, object]]]) -> list[dict[str, object]]:
+    """One row per label: the median of each figure over the rounds; failed if any round failed."""
+    merged = []
+    for same_row in zip(*rounds, strict=True):
+        failed = next((r for r in same_row if r["status"] != "ok"), None)
+        if failed is not None:
+            merged.append(dict(failed))
+            continue
+        row = dict(same_row[0])
+        for key in ("gbps_1", "gbps_4", "rtt_ms", "cpu_s_per_gb"):
+            values = [r[key] for r in same_row if r.get(key) is not None]
+            row[key] = statistics.median(values) if values else None  # type: ignore[type-var]
+        merged.append(row)
+    return merged
 
 
 def add_ratios(results: list[dict[str, object]], reference: str) -> None:
@@ -231,7 +264,8 @@ def format_table(
         f"smolmesh end-to-end bench, {info['date']}",
         f"kernel {info['kernel']}, {info['cpu_model']}, {info['cores']} cores, "
         f"load average {info['load_average']} at the start",
-        f"{args.seconds} s per iperf3 run, {info['iperf3']}, {info['wireguard-go']}",
+        f"{args.seconds} s per iperf3 run, {info['iperf3']}, {info['wireguard-go']}"
+        + (f"; medians of {args.repeat} rounds" if args.repeat > 1 else ""),
         "",
         aligned(header),
         *(aligned(line) for line in lines),
@@ -264,10 +298,14 @@ def main(argv: list[str] | None = None) -> int:
     info = host_info()
     reference = REFERENCE_ROW.format(mtu=args.mtu)
     log_root = Path(tempfile.mkdtemp(prefix="smolmesh-e2e-"))
-    results = run_rows(plan(args), log_root)
+    rows = plan(args)
+    rounds = [run_rows(rows, log_root, n, args.repeat) for n in range(1, args.repeat + 1)]
+    results = medians(rounds)
     add_ratios(results, reference)
+    goal_list = goal_results(goals(args.mtu, *default_labels(args)), rounds)
     print(format_table(info, args, results, reference), flush=True)
-    failed = any(r["status"] != "ok" for r in results)
+    print(format_goals(goal_list), flush=True)
+    failed = any(r["status"] != "ok" for rows_of_round in rounds for r in rows_of_round)
     if failed:
         print(f"logs of the failed rows kept in {log_root}", file=sys.stderr)
     else:
@@ -275,7 +313,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(
             json.dumps(
-                {"host": info, "seconds": args.seconds, "mtu": args.mtu, "rows": results}, indent=2
+                {
+                    "host": info,
+                    "seconds": args.seconds,
+                    "mtu": args.mtu,
+                    "repeat": args.repeat,
+                    "rows": results,
+                    "goals": goal_list,
+                    "rounds": rounds,
+                },
+                indent=2,
             )
             + "\n"
         )
