@@ -17,12 +17,19 @@
 //!
 //! With AVX-512 two registers of 8 lanes run interleaved, because one register's round is about
 //! as long as the dependency chain of a round and the second fills the gaps in the pipeline.
+//!
+//! Short messages (up to `LOCKSTEP_MAX` bytes: ACKs, pings) skip the scheduler on AVX-512, whose
+//! bookkeeping per step costs more than their few rounds: sorted by length, they run in groups
+//! of 16 lanes in lockstep, each lane masked off after its own zero round, the state never
+//! leaving the registers. Longer messages of the same batch still go through the scheduler.
 
 use crate::constants::MAC_LEN;
 use crate::speck::ernd;
 
 const START_A: u64 = 69;
 
+/// Messages up to this long skip the scheduler on AVX-512 and run in lockstep groups.
+const LOCKSTEP_MAX: usize = 256;
 /// Lanes of the widest kernel.
 const MAX_LANES: usize = 16;
 /// Idle lanes read zeros from here, so a lockstep run is at most this long.
@@ -86,12 +93,21 @@ impl MacKey {
             return messages.iter().map(|m| self.mac(m)).collect();
         }
         let mut out = vec![[0u8; MAC_LEN]; messages.len()];
+        let queue: Vec<(usize, &[u8])> = messages.iter().copied().enumerate().collect();
         #[cfg(target_arch = "x86_64")]
         if let Some(kernel) = avx512::Avx512::detect() {
-            mac_in_lanes(kernel, *self, messages, &mut out);
+            let (short, long) = if messages.iter().all(|m| m.len() <= LOCKSTEP_MAX) {
+                (queue, Vec::new())
+            } else {
+                queue
+                    .into_iter()
+                    .partition(|(_, m)| m.len() <= LOCKSTEP_MAX)
+            };
+            avx512::mac_in_lockstep(kernel, *self, short, &mut out);
+            mac_in_lanes(kernel, *self, long, &mut out);
             return out;
         }
-        mac_in_lanes(Portable, *self, messages, &mut out);
+        mac_in_lanes(Portable, *self, queue, &mut out);
         out
     }
 }
@@ -143,11 +159,21 @@ trait Kernel: Copy {
     fn step(self, lanes: &mut Lanes, width: usize, words: usize, ending: u32);
 }
 
-fn mac_in_lanes<K: Kernel>(kernel: K, key: MacKey, messages: &[&[u8]], out: &mut [[u8; MAC_LEN]]) {
-    let mut queue: Vec<(usize, &[u8])> = messages.iter().copied().enumerate().collect();
+/// Sorts `(index, message)` pairs longest first, unless they already are.
+fn longest_first(queue: &mut [(usize, &[u8])]) {
     if !queue.is_sorted_by(|x, y| x.1.len() >= y.1.len()) {
         queue.sort_unstable_by_key(|&(_, m)| std::cmp::Reverse(m.len()));
     }
+}
+
+/// The multi-buffer scheduler: `out[i]` gets the MAC of each `(i, message)` of `queue`.
+fn mac_in_lanes<K: Kernel>(
+    kernel: K,
+    key: MacKey,
+    mut queue: Vec<(usize, &[u8])>,
+    out: &mut [[u8; MAC_LEN]],
+) {
+    longest_first(&mut queue);
     let mut queue = queue.into_iter();
     let mut lanes = Lanes {
         a: [0; MAX_LANES],
@@ -243,7 +269,7 @@ fn words_portable<const N: usize>(lanes: &mut Lanes, words: usize) {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Kernel, Lanes, MAX_LANES};
+    use super::{digest, longest_first, Kernel, Lanes, MacKey, IDLE, MAC_LEN, MAX_LANES};
     use crate::speck::avx512::round;
     use std::arch::x86_64::*;
 
@@ -306,9 +332,17 @@ mod avx512 {
     unsafe fn load_block(ptrs: &[*const u8], block: usize) -> [__m512i; 8] {
         // SAFETY: the caller's promise; unaligned loads.
         let row = |l: usize| unsafe { _mm512_loadu_si512(ptrs[l].add(64 * block).cast()) };
-        let rows: [__m512i; 8] = std::array::from_fn(row);
-        // SAFETY (for the callers' `target_feature`): pure register arithmetic.
-        unsafe {
+        // SAFETY: the callers run with AVX-512F and BW.
+        unsafe { transpose(std::array::from_fn(row)) }
+    }
+
+    /// Rows of 8 words of 8 lanes, transposed: element `w` holds word `w` of every lane.
+    /// (`target_feature` rather than `inline(always)`, so that its closures inline the
+    /// intrinsics too.)
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn transpose(rows: [__m512i; 8]) -> [__m512i; 8] {
+        {
             // Pairs of lanes: t[2p] has words 0, 2, 4, 6 and t[2p + 1] words 1, 3, 5, 7 of
             // lanes 2p and 2p + 1, interleaved.
             let t: [__m512i; 8] = std::array::from_fn(|i| {
@@ -443,10 +477,132 @@ mod avx512 {
                 let ending = (ending >> (8 * g)) as __mmask8;
                 let m = _mm512_mask_cmpge_epu64_mask(ending, left[g], _mm512_set1_epi64(j as i64));
                 let k = _mm512_shuffle_epi8(bytes[g], pick(j));
-                let s = _mm512_add_epi64(_mm512_ror_epi64::<8>(x[g]), y[g]);
-                x[g] = _mm512_mask_xor_epi64(x[g], m, s, k);
-                y[g] = _mm512_mask_xor_epi64(y[g], m, _mm512_rol_epi64::<3>(y[g]), x[g]);
+                (x[g], y[g]) = masked_round(x[g], y[g], k, m);
             }
+        }
+    }
+
+    /// `round` in the lanes of `m`; the other lanes keep their state.
+    #[inline(always)]
+    fn masked_round(x: __m512i, y: __m512i, k: __m512i, m: __mmask8) -> (__m512i, __m512i) {
+        // SAFETY (for the callers' `target_feature`): pure register arithmetic.
+        unsafe {
+            let s = _mm512_add_epi64(_mm512_ror_epi64::<8>(x), y);
+            let x = _mm512_mask_xor_epi64(x, m, s, k);
+            let y = _mm512_mask_xor_epi64(y, m, _mm512_rol_epi64::<3>(y), x);
+            (x, y)
+        }
+    }
+
+    /// `out[i]` gets the MAC of each `(i, message)` of `queue`, all of them short: groups of
+    /// similar length run in lockstep, 16 lanes at a time, with no state outside registers.
+    pub fn mac_in_lockstep(
+        kernel: Avx512,
+        key: MacKey,
+        mut queue: Vec<(usize, &[u8])>,
+        out: &mut [[u8; MAC_LEN]],
+    ) {
+        longest_first(&mut queue);
+        for group in queue.chunks(MAX_LANES) {
+            match group {
+                [] => {}
+                [(i, m)] => out[*i] = key.mac(m),
+                // SAFETY (both): `kernel` exists, so the CPU has AVX-512F and BW.
+                _ if group.len() <= 8 => unsafe { lockstep::<1>(kernel, key, group, out) },
+                _ => unsafe { lockstep::<2>(kernel, key, group, out) },
+            }
+        }
+    }
+
+    /// Bytes `64 * block..` of `m`, zeros past its end.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn load_row(m: &[u8], block: usize) -> __m512i {
+        let at = (64 * block).min(m.len());
+        let mask = match m.len() - at {
+            64.. => u64::MAX,
+            left => (1u64 << left) - 1,
+        };
+        // SAFETY: `at <= m.len()`, and the mask reads only bytes of `m`.
+        unsafe { _mm512_maskz_loadu_epi8(mask, m.as_ptr().add(at).cast()) }
+    }
+
+    /// Byte `j` of a message is absorbed by round `j`, after the length round; round `len` is
+    /// the zero round, which reads the zeros the masked loads put after the message. A lane
+    /// runs the rounds up to its own length; lanes past the group get no message.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn lockstep<const G: usize>(
+        _: Avx512,
+        key: MacKey,
+        group: &[(usize, &[u8])],
+        out: &mut [[u8; MAC_LEN]],
+    ) {
+        const { assert!(8 * G <= MAX_LANES) };
+        assert!(group.len() <= 8 * G, "a lane per message");
+        let messages: [&[u8]; MAX_LANES] = std::array::from_fn(|l| match group.get(l) {
+            Some(&(_, m)) => m,
+            None => &IDLE[..0],
+        });
+        let lens: [u64; MAX_LANES] = std::array::from_fn(|l| messages[l].len() as u64);
+        let longest = group.iter().map(|(_, m)| m.len()).max().unwrap_or(0);
+        let shortest = group.iter().map(|(_, m)| m.len()).min().unwrap_or(0);
+        // SAFETY: unaligned loads of 8 u64s from an array of `MAX_LANES >= 8 * G` u64s.
+        let len: [__m512i; G] =
+            std::array::from_fn(|g| unsafe { _mm512_loadu_si512(lens[8 * g..].as_ptr().cast()) });
+        let mut a = [_mm512_set1_epi64(key.a as i64); G];
+        let mut b = [_mm512_set1_epi64(key.b as i64); G];
+        for g in 0..G {
+            (a[g], b[g]) = round(a[g], b[g], len[g]);
+        }
+        let picks: [__m512i; 8] = std::array::from_fn(pick);
+        for block in 0..=longest / 64 {
+            // words[w][g]: word `w` of the block in each lane of register `g`.
+            let mut words = [[_mm512_setzero_si512(); G]; 8];
+            if 64 * block < longest {
+                for g in 0..G {
+                    let mut rows = [_mm512_setzero_si512(); 8];
+                    for (l, row) in rows.iter_mut().enumerate() {
+                        *row = load_row(messages[8 * g + l], block);
+                    }
+                    for (word, t) in words.iter_mut().zip(transpose(rows)) {
+                        word[g] = t;
+                    }
+                }
+            }
+            for (w, bytes) in words.iter().enumerate() {
+                let first = 64 * block + 8 * w;
+                if first > longest {
+                    break;
+                }
+                if first + 7 <= shortest {
+                    for p in picks {
+                        for g in 0..G {
+                            let k = _mm512_shuffle_epi8(bytes[g], p);
+                            (a[g], b[g]) = round(a[g], b[g], k);
+                        }
+                    }
+                } else {
+                    for (s, p) in picks.into_iter().take(longest + 1 - first).enumerate() {
+                        let j = _mm512_set1_epi64((first + s) as i64);
+                        for g in 0..G {
+                            let m = _mm512_cmpge_epu64_mask(len[g], j);
+                            let k = _mm512_shuffle_epi8(bytes[g], p);
+                            (a[g], b[g]) = masked_round(a[g], b[g], k, m);
+                        }
+                    }
+                }
+            }
+        }
+        let (mut a_out, mut b_out) = ([0u64; MAX_LANES], [0u64; MAX_LANES]);
+        for g in 0..G {
+            // SAFETY: unaligned stores of 8 u64s into arrays of `MAX_LANES >= 8 * G` u64s.
+            unsafe {
+                _mm512_storeu_si512(a_out[8 * g..].as_mut_ptr().cast(), a[g]);
+                _mm512_storeu_si512(b_out[8 * g..].as_mut_ptr().cast(), b[g]);
+            }
+        }
+        for (l, &(i, _)) in group.iter().enumerate() {
+            out[i] = digest(a_out[l], b_out[l]);
         }
     }
 }
@@ -475,14 +631,42 @@ mod tests {
         let want: Vec<_> = messages.iter().map(|m| key.mac(m)).collect();
         assert_eq!(key.mac_many(messages), want, "mac_many, {what}");
         let mut got = vec![[0u8; MAC_LEN]; messages.len()];
-        mac_in_lanes(Portable, key, messages, &mut got);
+        mac_in_lanes(Portable, key, queue(messages), &mut got);
         assert_eq!(got, want, "portable, {what}");
         #[cfg(target_arch = "x86_64")]
         if let Some(kernel) = avx512::Avx512::detect() {
             let mut got = vec![[0u8; MAC_LEN]; messages.len()];
-            mac_in_lanes(kernel, key, messages, &mut got);
+            mac_in_lanes(kernel, key, queue(messages), &mut got);
             assert_eq!(got, want, "avx512, {what}");
+            let mut got = vec![[0u8; MAC_LEN]; messages.len()];
+            avx512::mac_in_lockstep(kernel, key, queue(messages), &mut got);
+            assert_eq!(got, want, "avx512 lockstep, {what}");
         }
+    }
+
+    fn queue<'m>(messages: &[&'m [u8]]) -> Vec<(usize, &'m [u8])> {
+        messages.iter().copied().enumerate().collect()
+    }
+
+    /// Every length around the word and block edges, in groups that fill one register, two,
+    /// and two plus a few lanes; and batches at `LOCKSTEP_MAX`, which split there.
+    #[test]
+    fn mac_many_of_short_messages() {
+        let key = MacKey::new(b"short");
+        let bytes: Vec<u8> = (0..=LOCKSTEP_MAX + 1)
+            .map(|i| (i * 131 + 7) as u8)
+            .collect();
+        let all: Vec<&[u8]> = (0..=200).map(|len| &bytes[..len]).collect();
+        for count in [2, 5, 8, 9, 16, 17, 20] {
+            for chunk in all.chunks(count) {
+                check_all_kernels(key, chunk, &format!("{} B and on", chunk[0].len()));
+                let same = vec![chunk[chunk.len() - 1]; count];
+                check_all_kernels(key, &same, &format!("{count} x {} B", same[0].len()));
+            }
+        }
+        let edge = [&bytes[..LOCKSTEP_MAX], &bytes[..LOCKSTEP_MAX + 1]];
+        let edge: Vec<&[u8]> = edge.iter().copied().cycle().take(35).collect();
+        check_all_kernels(key, &edge, "at LOCKSTEP_MAX");
     }
 
     #[test]
