@@ -98,6 +98,8 @@ impl MacKey {
         if let Some(kernel) = avx512::Avx512::detect() {
             let (short, long) = if messages.iter().all(|m| m.len() <= LOCKSTEP_MAX) {
                 (queue, Vec::new())
+            } else if messages.iter().all(|m| m.len() > LOCKSTEP_MAX) {
+                (Vec::new(), queue)
             } else {
                 queue
                     .into_iter()
