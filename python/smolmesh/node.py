@@ -34,6 +34,9 @@ from smolmesh.router import Router, format_address, now_ms
 
 log = logging.getLogger("smolmesh.node")
 
+# The longest IP packet one mesh packet holds (65,526 bytes: 65,535 less the 9-byte header).
+MAX_IP_PACKET_LEN = _core.MAX_PACKET_LEN - _core.HEADER_LEN
+
 
 @dataclass(frozen=True)
 class LinkInfo:
@@ -199,10 +202,10 @@ class Node:
     # --- Data through the API ---
     def send(self, ip_packet: bytes) -> bool:
         """Send one IP packet into the mesh; False if there is no route to its destination."""
-        if len(ip_packet) > _core.MAX_PACKET_LEN - _core.HEADER_LEN:
+        if len(ip_packet) > MAX_IP_PACKET_LEN:
             raise ValueError(
                 f"an IP packet of {len(ip_packet)} bytes does not fit in one mesh packet"
-                f" (at most {_core.MAX_PACKET_LEN - _core.HEADER_LEN} bytes)"
+                f" (at most {MAX_IP_PACKET_LEN} bytes)"
             )
         return self.router.route_packets([bytes(ip_packet)], now_ms()) == 1
 
@@ -308,18 +311,17 @@ class Node:
         packets = self._tun.read_batch(tuning.TUN_READ_BATCH)
         if not packets:
             return
-        fits = _core.MAX_PACKET_LEN - _core.HEADER_LEN
-        if max(map(len, packets)) > fits:
+        if max(map(len, packets)) > MAX_IP_PACKET_LEN:
             # The device's MTU lets the host send more than a mesh packet holds: answer as a router
             # does, so the host learns the path MTU and fragments or sends smaller segments.
             # The error comes from this node's IPv6 address; for IPv4 from the packet's own
             # destination, since the host drops IPv4 from an address of its own as martian.
             for packet in packets:
-                if len(packet) > fits:
-                    error = _core.icmp_too_big(packet, fits, self.address_bytes)
+                if len(packet) > MAX_IP_PACKET_LEN:
+                    error = _core.icmp_too_big(packet, MAX_IP_PACKET_LEN, self.address_bytes)
                     if error is not None:
                         self._tun.write(error)
-            packets = [packet for packet in packets if len(packet) <= fits]
+            packets = [packet for packet in packets if len(packet) <= MAX_IP_PACKET_LEN]
         self.router.route_packets(packets, now_ms())
 
     def _route_changed(self, address: bytes, link: object) -> None:
