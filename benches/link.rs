@@ -30,7 +30,7 @@ fn seal_and_open(c: &mut Criterion) {
         group.bench_function(format!("seal+open/{label}/x{batch}"), |b| {
             b.iter(|| {
                 let wire = sealer.seal_batch(black_box(&refs)).unwrap();
-                assert_eq!(opener.feed(&wire).unwrap().len(), batch);
+                assert_eq!(opener.feed(&wire, |n| vec![0; n]).unwrap().len(), batch);
             })
         });
         let mut sealer = Sealer::new(b"psk", &IV);

@@ -94,15 +94,22 @@ impl Sealer {
     }
 
     /// Seals `packets` into `out`, which must be exactly `sealed_len` bytes: the caller has
-    /// checked the lengths, so nothing here can fail and desynchronise the keystream.
+    /// checked the lengths, so nothing here can fail and desynchronise the keystream. The MACs
+    /// are computed from the packets where they lie, and each byte is encrypted on its way into
+    /// `out`, so `out` is written once and never read: it may start uninitialised.
     pub fn seal_batch_into(&mut self, packets: &[&[u8]], out: &mut [u8]) {
+        let macs = self.mac.mac_many(packets);
         let mut at = 0;
-        for packet in packets {
-            out[at..at + LENGTH_LEN].copy_from_slice(&(packet.len() as u16).to_le_bytes());
-            out[at + LENGTH_LEN..][..packet.len()].copy_from_slice(packet);
-            at += frame_len(packet.len());
+        for (packet, mac) in packets.iter().zip(&macs) {
+            let frame = &mut out[at..at + frame_len(packet.len())];
+            let (length, rest) = frame.split_at_mut(LENGTH_LEN);
+            let (body, mac_out) = rest.split_at_mut(packet.len());
+            let ks = &mut self.keystream;
+            ks.apply_copy(&(packet.len() as u16).to_le_bytes(), length);
+            ks.apply_copy(packet, body);
+            ks.apply_copy(mac, mac_out);
+            at += frame.len();
         }
-        self.finish(out);
     }
 
     /// Wraps each IP packet as `timestamp_ms || 3 || ip_packet` and seals them into `out`, which
@@ -165,68 +172,158 @@ fn frame_bodies(plain: &[u8], end: usize) -> (Vec<std::ops::Range<usize>>, usize
     (bodies, at)
 }
 
+/// Where a packet's body is decrypted to: a `Vec<u8>`, or (in the Python module) a `bytes`
+/// object made for it, so that a packet crosses memory once between the stream and its owner.
+pub trait FrameBody {
+    fn bytes(&self) -> &[u8];
+    fn bytes_mut(&mut self) -> &mut [u8];
+}
+
+impl FrameBody for Vec<u8> {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self
+    }
+}
+
+/// The frame an `Opener` is in the middle of, its bytes decrypted as they came.
+enum Partial<B> {
+    /// `have` bytes of the 2-byte length.
+    Length {
+        bytes: [u8; LENGTH_LEN],
+        have: usize,
+    },
+    /// `have` bytes of the body, which is as long as the length said.
+    Body { body: B, have: usize },
+    /// The whole body and `have` bytes of its MAC.
+    Mac {
+        body: B,
+        mac: [u8; MAC_LEN],
+        have: usize,
+    },
+}
+
+const NEW_FRAME: usize = 0;
+
 /// Opens the frames of the direction whose IV the peer chose, fed the stream in any pieces.
-#[derive(Clone)]
-pub struct Opener {
+///
+/// Each byte is decrypted on its way from the piece to where it belongs: the length and MAC
+/// into the opener, the body into a buffer of `B` made for it once its length is known. A frame
+/// cut by the end of a piece waits in the opener for the next piece, so at most one frame is
+/// held back. Bodies are handed out only after every MAC of the piece checks out.
+pub struct Opener<B = Vec<u8>> {
     keystream: Keystream,
     mac: MacKey,
-    /// Decrypted stream bytes; those before `consumed` were returned by the last `feed`.
-    plain: Vec<u8>,
-    consumed: usize,
+    partial: Partial<B>,
     failed: bool,
 }
 
-/// Above this the buffer shrinks back once a big chunk has been read.
-const KEEP_CAPACITY: usize = 1 << 20;
-
-impl Opener {
+impl<B: FrameBody> Opener<B> {
     pub fn new(psk: &[u8], iv: &[u8; IV_LEN]) -> Self {
         let (enc_key, mac_key) = derive_keys(psk, iv);
         Opener {
             keystream: Keystream::new(&enc_key),
             mac: MacKey::new(&mac_key),
-            plain: Vec::new(),
-            consumed: 0,
+            partial: Partial::Length {
+                bytes: [0; LENGTH_LEN],
+                have: NEW_FRAME,
+            },
             failed: false,
         }
     }
 
     /// Bytes of an unfinished frame held back (at most one frame's worth).
     pub fn buffered(&self) -> usize {
-        self.plain.len() - self.consumed
+        match &self.partial {
+            Partial::Length { have, .. } => *have,
+            Partial::Body { have, .. } => LENGTH_LEN + have,
+            Partial::Mac { body, have, .. } => LENGTH_LEN + body.bytes().len() + have,
+        }
     }
 
-    /// Every complete, verified packet the stream holds after `chunk`, in order.
+    /// Every complete, verified packet the stream holds after `chunk`, in order, each body in
+    /// a buffer from `new_body(length)`, whose contents are overwritten.
     /// A MAC mismatch fails this call and every later one.
-    pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<&[u8]>, Error> {
+    pub fn feed(
+        &mut self,
+        chunk: &[u8],
+        mut new_body: impl FnMut(usize) -> B,
+    ) -> Result<Vec<B>, Error> {
         if self.failed {
             return Err(Error::BadMac);
         }
-        self.plain.drain(..self.consumed);
-        self.consumed = 0;
-        if self.plain.capacity() > KEEP_CAPACITY && self.plain.len() + chunk.len() < KEEP_CAPACITY {
-            self.plain.shrink_to(KEEP_CAPACITY);
+        let mut complete: Vec<(B, [u8; MAC_LEN])> = Vec::new();
+        let mut rest = chunk;
+        while !rest.is_empty() {
+            let placeholder = Partial::Length {
+                bytes: [0; LENGTH_LEN],
+                have: NEW_FRAME,
+            };
+            self.partial = match std::mem::replace(&mut self.partial, placeholder) {
+                Partial::Length { mut bytes, have } => {
+                    let have = have + self.decrypt(&mut rest, &mut bytes[have..]);
+                    if have < LENGTH_LEN {
+                        Partial::Length { bytes, have }
+                    } else {
+                        let body = new_body(u16::from_le_bytes(bytes) as usize);
+                        Partial::Body { body, have: 0 }
+                    }
+                }
+                Partial::Body { mut body, have } => {
+                    let have = have + self.decrypt(&mut rest, &mut body.bytes_mut()[have..]);
+                    if have < body.bytes().len() {
+                        Partial::Body { body, have }
+                    } else {
+                        let mac = [0; MAC_LEN];
+                        Partial::Mac { body, mac, have: 0 }
+                    }
+                }
+                Partial::Mac {
+                    body,
+                    mut mac,
+                    have,
+                } => {
+                    let have = have + self.decrypt(&mut rest, &mut mac[have..]);
+                    if have < MAC_LEN {
+                        Partial::Mac { body, mac, have }
+                    } else {
+                        complete.push((body, mac));
+                        Partial::Length {
+                            bytes: [0; LENGTH_LEN],
+                            have: NEW_FRAME,
+                        }
+                    }
+                }
+            };
         }
-        let old_len = self.plain.len();
-        self.plain.extend_from_slice(chunk);
-        self.keystream.apply(&mut self.plain[old_len..]);
-
-        let (bodies, end) = frame_bodies(&self.plain, self.plain.len());
-        let all_good = {
-            let plain = &self.plain;
-            let packets: Vec<&[u8]> = bodies.iter().map(|r| &plain[r.clone()]).collect();
-            let macs = self.mac.mac_many(&packets);
-            bodies.iter().zip(&macs).fold(true, |good, (body, mac)| {
-                good & equal_in_constant_time(mac, &plain[body.end..body.end + MAC_LEN])
-            })
-        };
+        let bodies: Vec<&[u8]> = complete.iter().map(|(body, _)| body.bytes()).collect();
+        let macs = self.mac.mac_many(&bodies);
+        let all_good = complete
+            .iter()
+            .zip(&macs)
+            .fold(true, |good, ((_, theirs), ours)| {
+                good & equal_in_constant_time(ours, theirs)
+            });
         if !all_good {
             self.failed = true;
-            self.plain = Vec::new();
+            self.partial = Partial::Length {
+                bytes: [0; LENGTH_LEN],
+                have: NEW_FRAME,
+            };
             return Err(Error::BadMac);
         }
-        self.consumed = end;
-        Ok(bodies.into_iter().map(|r| &self.plain[r]).collect())
+        Ok(complete.into_iter().map(|(body, _)| body).collect())
+    }
+
+    /// Decrypts the front of `rest` into as much of `into` as it fills; returns how many bytes.
+    fn decrypt(&mut self, rest: &mut &[u8], into: &mut [u8]) -> usize {
+        let n = into.len().min(rest.len());
+        let (now, later) = rest.split_at(n);
+        self.keystream.apply_copy(now, &mut into[..n]);
+        *rest = later;
+        n
     }
 }
 
@@ -234,6 +331,10 @@ impl Opener {
 mod tests {
     use super::*;
     use crate::test_vectors::{hex, vectors};
+
+    fn vec_body(len: usize) -> Vec<u8> {
+        vec![0; len]
+    }
 
     fn iv(v: &serde_json::Value) -> [u8; IV_LEN] {
         hex(v).try_into().unwrap()
@@ -303,13 +404,7 @@ mod tests {
         let mut got = Vec::new();
         let mut from = 0;
         for &cut in cuts.iter().chain([frames.len()].iter()) {
-            got.extend(
-                opener
-                    .feed(&frames[from..cut])
-                    .unwrap()
-                    .into_iter()
-                    .map(<[u8]>::to_vec),
-            );
+            got.extend(opener.feed(&frames[from..cut], vec_body).unwrap());
             assert!(opener.buffered() <= frame_len(MAX_PACKET_LEN));
             from = cut;
         }
@@ -351,13 +446,7 @@ mod tests {
         let mut from = 0;
         for (n, size) in [1usize, 5000, 3, 17, 9000, 1].iter().cycle().enumerate() {
             let to = (from + size + n).min(wire.len());
-            got.extend(
-                opener
-                    .feed(&wire[from..to])
-                    .unwrap()
-                    .into_iter()
-                    .map(<[u8]>::to_vec),
-            );
+            got.extend(opener.feed(&wire[from..to], vec_body).unwrap());
             from = to;
             if from == wire.len() {
                 break;
@@ -374,7 +463,7 @@ mod tests {
             .seal_data_batch(&refs(&ips), 0x0102_0304_0506)
             .unwrap();
         let mut opener = Opener::new(b"k", &[1; IV_LEN]);
-        let got = opener.feed(&wire).unwrap();
+        let got = opener.feed(&wire, vec_body).unwrap();
         assert_eq!(got.len(), 3);
         for (packet, ip) in got.iter().zip(&ips) {
             assert_eq!(
@@ -416,13 +505,13 @@ mod tests {
                 bad[byte] ^= 1 << bit;
                 let mut opener = Opener::new(b"psk", &[3; IV_LEN]);
                 // A flip in a length may leave the stream waiting for more instead of failing.
-                match opener.feed(&bad) {
+                match opener.feed(&bad, vec_body) {
                     Err(Error::BadMac) => {}
                     Ok(got) => {
                         assert!(got.len() < packets.len(), "flip at {byte}.{bit} not caught");
                         assert_eq!(got, refs(&packets[..got.len()]));
                         let got = got.len();
-                        let rest = opener.feed(&vec![0u8; 70000]);
+                        let rest = opener.feed(&vec![0u8; 70000], vec_body);
                         assert_eq!(
                             rest.map(|r| r.len() + got),
                             Err(Error::BadMac),
@@ -431,9 +520,9 @@ mod tests {
                     }
                     Err(e) => panic!("{e}"),
                 }
-                assert_eq!(opener.feed(&wire), Err(Error::BadMac));
+                assert_eq!(opener.feed(&wire, vec_body), Err(Error::BadMac));
                 assert_eq!(opener.buffered(), 0);
-                assert_eq!(opener.feed(b""), Err(Error::BadMac));
+                assert_eq!(opener.feed(b"", vec_body), Err(Error::BadMac));
             }
         }
     }
@@ -447,7 +536,7 @@ mod tests {
         let mut opener = Opener::new(b"k", &[0; IV_LEN]);
         let mut count = 0;
         for piece in wire.chunks(40000) {
-            count += opener.feed(piece).unwrap().len();
+            count += opener.feed(piece, vec_body).unwrap().len();
             assert!(opener.buffered() < frame_len(MAX_PACKET_LEN));
         }
         assert_eq!((count, opener.buffered()), (3, 0));

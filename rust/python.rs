@@ -1,11 +1,14 @@
 //! The Python module `smolmesh._core`: the only file that touches pyo3. It converts arguments,
-//! releases the GIL for big batches, and maps `Error` onto the classes of `smolmesh.errors`.
+//! releases the GIL for big batches to seal, and maps `Error` onto the classes of
+//! `smolmesh.errors`. Sealed frames and opened packets are written straight into the `bytes`
+//! objects Python receives, never zeroed or copied first.
 //! The interface is `python/smolmesh/_core.pyi`.
 
 use crate::constants::*;
 use crate::error::{sized, Error};
 use crate::{address, dedup, icmp, link, multispeck, packet, speck};
 use pyo3::exceptions::PyValueError;
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
@@ -28,6 +31,66 @@ impl From<Error> for PyErr {
 /// Holds each packet's bytes object, so the slices stay valid with the GIL released.
 fn slices<'a>(packets: &'a [Bound<'_, PyBytes>]) -> Vec<&'a [u8]> {
     packets.iter().map(|p| p.as_bytes()).collect()
+}
+
+/// A new `bytes` of `len` bytes, every one of which `fill` writes. Unlike `PyBytes::new_with`
+/// this does not zero them first, a pass over the bytes that costs about what a copy does.
+fn bytes_written_by<'py>(
+    py: Python<'py>,
+    len: usize,
+    fill: impl FnOnce(&mut [u8]),
+) -> PyResult<Bound<'py, PyBytes>> {
+    // SAFETY: a bytes object made without contents is ours alone until this returns it, so
+    // its buffer of `len` bytes may be written; `fill` writes each byte before Python can see it.
+    unsafe {
+        let object = ffi::PyBytes_FromStringAndSize(std::ptr::null(), len as ffi::Py_ssize_t);
+        let object = Bound::from_owned_ptr_or_err(py, object)?.cast_into_unchecked::<PyBytes>();
+        let buffer = ffi::PyBytes_AsString(object.as_ptr()).cast::<u8>();
+        fill(std::slice::from_raw_parts_mut(buffer, len));
+        Ok(object)
+    }
+}
+
+/// A packet body that the opener decrypts straight into the `bytes` object Python receives.
+struct BytesBody {
+    object: Py<PyBytes>,
+    buffer: *mut u8,
+    len: usize,
+}
+
+// SAFETY: `buffer` is the contents of `object`, which the body owns and which lives as long;
+// it is written only through `&mut BytesBody`, so shared references only read it.
+unsafe impl Send for BytesBody {}
+unsafe impl Sync for BytesBody {}
+
+impl BytesBody {
+    fn new(py: Python<'_>, len: usize) -> Self {
+        // SAFETY: as in `bytes_written_by`; the opener writes every byte of the body before it
+        // hands the object to Python, and drops it unseen if the frame fails.
+        unsafe {
+            let object = ffi::PyBytes_FromStringAndSize(std::ptr::null(), len as ffi::Py_ssize_t);
+            let object = Bound::from_owned_ptr_or_err(py, object)
+                .expect("memory for one packet")
+                .cast_into_unchecked::<PyBytes>();
+            let buffer = ffi::PyBytes_AsString(object.as_ptr()).cast::<u8>();
+            BytesBody {
+                object: object.unbind(),
+                buffer,
+                len,
+            }
+        }
+    }
+}
+
+impl link::FrameBody for BytesBody {
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `buffer` holds `len` bytes; the opener reads only what it has written.
+        unsafe { std::slice::from_raw_parts(self.buffer, self.len) }
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above; no one else sees the object while the opener holds it.
+        unsafe { std::slice::from_raw_parts_mut(self.buffer, self.len) }
+    }
 }
 
 /// Runs `work` with the GIL released when it has at least `DETACH_BYTES` to do.
@@ -126,10 +189,7 @@ impl PySealer {
 
     fn seal<'py>(&mut self, py: Python<'py>, packet: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
         let len = link::Sealer::sealed_len(std::iter::once(packet.len()), 0)?;
-        PyBytes::new_with(py, len, |out| {
-            self.0.seal_batch_into(&[packet], out);
-            Ok(())
-        })
+        bytes_written_by(py, len, |out| self.0.seal_batch_into(&[packet], out))
     }
 
     fn seal_batch<'py>(
@@ -140,9 +200,8 @@ impl PySealer {
         let packets = slices(&packets);
         let len = link::Sealer::sealed_len(packets.iter().map(|p| p.len()), 0)?;
         let sealer = &mut self.0;
-        PyBytes::new_with(py, len, |out| {
-            maybe_detach(py, len, || sealer.seal_batch_into(&packets, out));
-            Ok(())
+        bytes_written_by(py, len, |out| {
+            maybe_detach(py, len, || sealer.seal_batch_into(&packets, out))
         })
     }
 
@@ -155,17 +214,16 @@ impl PySealer {
         let ip_packets = slices(&ip_packets);
         let len = link::Sealer::sealed_len(ip_packets.iter().map(|p| p.len()), HEADER_LEN)?;
         let sealer = &mut self.0;
-        PyBytes::new_with(py, len, |out| {
+        bytes_written_by(py, len, |out| {
             maybe_detach(py, len, || {
                 sealer.seal_data_batch_into(&ip_packets, timestamp_ms, out)
-            });
-            Ok(())
+            })
         })
     }
 }
 
 #[pyclass(name = "Opener", module = "smolmesh._core")]
-struct PyOpener(link::Opener);
+struct PyOpener(link::Opener<BytesBody>);
 
 #[pymethods]
 impl PyOpener {
@@ -174,10 +232,14 @@ impl PyOpener {
         Ok(PyOpener(link::Opener::new(psk, &as_iv(iv)?)))
     }
 
+    /// Runs with the GIL held: it makes a `bytes` object per packet as the stream reveals its
+    /// length. Sealing, with every length known in advance, is what releases the GIL.
     fn feed<'py>(&mut self, py: Python<'py>, chunk: &[u8]) -> PyResult<Bound<'py, PyList>> {
-        let opener = &mut self.0;
-        let packets = maybe_detach(py, chunk.len(), || opener.feed(chunk))?;
-        PyList::new(py, packets.into_iter().map(|p| PyBytes::new(py, p)))
+        let bodies = self.0.feed(chunk, |len| BytesBody::new(py, len))?;
+        PyList::new(
+            py,
+            bodies.into_iter().map(|body| body.object.into_bound(py)),
+        )
     }
 
     #[getter]

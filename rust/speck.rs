@@ -66,26 +66,53 @@ impl Keystream {
 
     /// XORs the next `data.len()` keystream bytes into `data`.
     pub fn apply(&mut self, data: &mut [u8]) {
-        let take = data.len().min(BATCH_BYTES - self.spare_at);
-        let (head, rest) = data.split_at_mut(take);
-        xor_into(head, &self.spare[self.spare_at..self.spare_at + take]);
-        self.spare_at += take;
-        if rest.is_empty() {
-            return;
-        }
-        let mut batches = rest.chunks_exact_mut(BATCH_BYTES);
-        for batch in &mut batches {
-            let batch: &mut [u8; BATCH_BYTES] = batch.try_into().expect("a whole batch");
-            xor_counters(&self.rk, self.counter.wrapping_add(1), batch);
-            self.counter = self.counter.wrapping_add(BATCH_BLOCKS as u128);
-        }
-        let tail = batches.into_remainder();
-        if !tail.is_empty() {
-            let mut spare = [0u8; BATCH_BYTES];
-            self.next_batch(&mut spare);
-            xor_into(tail, &spare[..tail.len()]);
-            self.spare = spare;
-            self.spare_at = tail.len();
+        let at = data.as_mut_ptr();
+        // SAFETY: `data` is `data.len()` readable and writable bytes; source and destination
+        // being the same bytes is allowed.
+        unsafe { self.xor_next(at, at, data.len()) }
+    }
+
+    /// Writes `src` XOR the next `src.len()` keystream bytes into `dst`: decryption or
+    /// encryption and a copy in one pass over the bytes.
+    pub fn apply_copy(&mut self, src: &[u8], dst: &mut [u8]) {
+        assert_eq!(
+            src.len(),
+            dst.len(),
+            "source and destination of equal length"
+        );
+        // SAFETY: both are `src.len()` bytes; `dst` is writable and, being `&mut`, distinct.
+        unsafe { self.xor_next(src.as_ptr(), dst.as_mut_ptr(), src.len()) }
+    }
+
+    /// `dst[i] = src[i] ^ keystream` for the next `len` bytes.
+    ///
+    /// # Safety
+    /// `src` is valid for reading and `dst` for writing `len` bytes; they are the same bytes or
+    /// do not overlap.
+    unsafe fn xor_next(&mut self, src: *const u8, dst: *mut u8, len: usize) {
+        let take = len.min(BATCH_BYTES - self.spare_at);
+        // SAFETY (this function): the caller's promise; every offset below stays under `len`.
+        unsafe {
+            xor_raw(src, dst, &self.spare[self.spare_at..self.spare_at + take]);
+            self.spare_at += take;
+            let mut at = take;
+            while len - at >= BATCH_BYTES {
+                xor_counters(
+                    &self.rk,
+                    self.counter.wrapping_add(1),
+                    src.add(at),
+                    dst.add(at),
+                );
+                self.counter = self.counter.wrapping_add(BATCH_BLOCKS as u128);
+                at += BATCH_BYTES;
+            }
+            if at < len {
+                let mut spare = [0u8; BATCH_BYTES];
+                self.next_batch(&mut spare);
+                xor_raw(src.add(at), dst.add(at), &spare[..len - at]);
+                self.spare = spare;
+                self.spare_at = len - at;
+            }
         }
     }
 
@@ -102,10 +129,25 @@ pub fn keystream(key: &[u8; KEY_LEN], len: usize) -> Vec<u8> {
     out
 }
 
+/// `dst[i] = src[i] ^ key[i]` for each byte of `key`, a word at a time: the head and tail of a
+/// packet's stretch of keystream go through here, up to 255 bytes each.
+///
+/// # Safety
+/// As for `Keystream::xor_next`, over `key.len()` bytes.
 #[inline(always)]
-fn xor_into(data: &mut [u8], key: &[u8]) {
-    for (d, k) in data.iter_mut().zip(key) {
-        *d ^= k;
+unsafe fn xor_raw(src: *const u8, dst: *mut u8, key: &[u8]) {
+    let words = key.len() / 8;
+    for w in 0..words {
+        let k = u64::from_ne_bytes(key[8 * w..8 * w + 8].try_into().expect("8 bytes"));
+        // SAFETY: the caller's promise; unaligned 8-byte access within the `key.len()` bytes.
+        unsafe {
+            let d = src.add(8 * w).cast::<u64>().read_unaligned();
+            dst.add(8 * w).cast::<u64>().write_unaligned(d ^ k);
+        }
+    }
+    for (i, k) in key.iter().enumerate().skip(8 * words) {
+        // SAFETY: the caller's promise.
+        unsafe { *dst.add(i) = *src.add(i) ^ k };
     }
 }
 
@@ -125,21 +167,25 @@ fn encrypt_counters(rk: &[u64; ROUNDS], first: u128, out: &mut [u8; BATCH_BYTES]
     encrypt_counters_portable(rk, first, out)
 }
 
-/// XORs the encryption of counters `first..first + BATCH_BLOCKS` into `data`.
-fn xor_counters(rk: &[u64; ROUNDS], first: u128, data: &mut [u8; BATCH_BYTES]) {
+/// `dst = src ^` the encryption of counters `first..first + BATCH_BLOCKS`.
+///
+/// # Safety
+/// As for `Keystream::xor_next`, over `BATCH_BYTES` bytes.
+unsafe fn xor_counters(rk: &[u64; ROUNDS], first: u128, src: *const u8, dst: *mut u8) {
     #[cfg(target_arch = "x86_64")]
     {
         let no_carry = (first as u64)
             .checked_add(BATCH_BLOCKS as u64 - 1)
             .is_some();
         if no_carry && avx512::available() {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { avx512::xor_counters(rk, first, data) };
+            // SAFETY: the CPU has the features the function is compiled for; the caller's promise.
+            return unsafe { avx512::xor_counters(rk, first, src, dst) };
         }
     }
     let mut block = [0u8; BATCH_BYTES];
     encrypt_counters_portable(rk, first, &mut block);
-    xor_into(data, &block);
+    // SAFETY: the caller's promise.
+    unsafe { xor_raw(src, dst, &block) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -171,14 +217,18 @@ pub(crate) mod avx512 {
         }
     }
 
-    /// As `encrypt_counters`, XORed into `data` without a trip through memory.
+    /// As `encrypt_counters`, XORed with `src` into `dst` without a trip through memory.
+    ///
+    /// # Safety
+    /// `src` is valid for reading and `dst` for writing `BATCH_BYTES` bytes (the same bytes or
+    /// apart); `first` must not carry into the high word within the batch.
     #[target_feature(enable = "avx512f")]
-    pub fn xor_counters(rk: &[u64; ROUNDS], first: u128, data: &mut [u8; BATCH_BYTES]) {
-        for (chunk, w) in data.chunks_exact_mut(64).zip(blocks(rk, first)) {
-            // SAFETY: `chunk` is 64 readable and writable bytes; unaligned access.
+    pub unsafe fn xor_counters(rk: &[u64; ROUNDS], first: u128, src: *const u8, dst: *mut u8) {
+        for (i, w) in blocks(rk, first).into_iter().enumerate() {
+            // SAFETY: the caller's promise; unaligned access to bytes `64 * i..64 * i + 64`.
             unsafe {
-                let d = _mm512_loadu_si512(chunk.as_ptr().cast());
-                _mm512_storeu_si512(chunk.as_mut_ptr().cast(), _mm512_xor_si512(d, w));
+                let d = _mm512_loadu_si512(src.add(64 * i).cast());
+                _mm512_storeu_si512(dst.add(64 * i).cast(), _mm512_xor_si512(d, w));
             }
         }
     }
@@ -308,6 +358,21 @@ mod tests {
         }
     }
 
+    #[test]
+    fn apply_copy_is_apply_on_a_copy() {
+        let key = *b"0123456789abcdef";
+        let src: Vec<u8> = (0..5000u32).map(|i| (i * 7 + i / 256) as u8).collect();
+        let mut want = src.clone();
+        Keystream::new(&key).apply(&mut want);
+        for step in [1, 2, 15, 16, 17, 255, 256, 257, 1000] {
+            let (mut copying, mut got) = (Keystream::new(&key), vec![0u8; src.len()]);
+            for (from, to) in src.chunks(step).zip(got.chunks_mut(step)) {
+                copying.apply_copy(from, to);
+            }
+            assert_eq!(got, want, "step {step}");
+        }
+    }
+
     fn encrypt_counters_portable_bytes(key: &[u8; KEY_LEN]) -> [u8; BATCH_BYTES] {
         let mut out = [0u8; BATCH_BYTES];
         encrypt_counters_portable(&round_keys(key), 1, &mut out);
@@ -323,7 +388,9 @@ mod tests {
         assert_eq!(out[16..24], x.to_le_bytes());
         assert_eq!(out[24..32], y.to_le_bytes());
         let mut data = [0u8; BATCH_BYTES];
-        xor_counters(&rk, u64::MAX as u128, &mut data);
+        let at = data.as_mut_ptr();
+        // SAFETY: `data` is BATCH_BYTES bytes, XORed in place.
+        unsafe { xor_counters(&rk, u64::MAX as u128, at, at) };
         assert_eq!(data, out);
     }
 }
