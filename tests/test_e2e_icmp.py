@@ -6,18 +6,24 @@ What a user sees is checked with the user's tools: `ip route get` shows `mtu 655
 the error and then gets replies to pings of the same size, and a socket that may not fragment gets
 EMSGSIZE. The datagrams are the largest a 65535 MTU lets out (65,535 bytes), so the TUN device is
 read whole at its maximum too.
+
+The node limits these errors (tuning.ICMP_ERROR_BURST at once, ICMP_ERRORS_PER_S a second): a
+burst of too-long packets that ignore the path MTU gets no more errors than that lets through,
+counted by the receiving kernel's own ICMP statistics.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
-from netns import Lab, Proc, tcp_connect, tcp_listen
+from netns import Lab, Proc, tcp_connect, tcp_listen, wait_until
+from smolmesh import control, tuning
 from test_e2e_kit import KEY, PORT, node_address, start_node, wait_route, wait_up
 
 TUN_MTU = 65535
@@ -55,6 +61,33 @@ result["pending_error"] = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
 sock.send(bytes(result["path_mtu_after"] - header))
 result["fitting_sent"] = True
 print(json.dumps(result))
+"""
+
+# Sends from inside a namespace COUNT datagrams that fill the device's MTU, INTERVAL seconds apart,
+# with DF set and the path MTU ignored (IP(V6)_PMTUDISC_PROBE), so each one reaches the node even
+# after the kernel has learnt the path MTU. Prints how many went out. A node's ICMP error fails the
+# socket's next call with EMSGSIZE (and is then cleared): that datagram is sent again, once.
+UDP_BURST = r"""
+import socket, sys, time
+family, address, header, count, interval = sys.argv[1:]
+if family == "6":
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.IPPROTO_IPV6, 23, 3)  # IPV6_MTU_DISCOVER, IPV6_PMTUDISC_PROBE
+else:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.IPPROTO_IP, 10, 3)  # IP_MTU_DISCOVER, IP_PMTUDISC_PROBE
+sock.connect((address, 9))
+sent = 0
+for _ in range(int(count)):
+    for _ in range(2):
+        try:
+            sock.send(bytes(65535 - int(header)))
+            sent += 1
+            break
+        except OSError:
+            pass
+    time.sleep(float(interval))
+print(sent)
 """
 
 
@@ -122,6 +155,17 @@ def ping_learns_path_mtu(mesh: Mesh, address: str, size: int, *flags: str) -> No
     assert replies.ok and replies.sent - replies.received <= 1, replies
 
 
+def icmp_too_big_received(lab: Lab, ns: str, family: str) -> int:
+    """How many ICMPv6 "packet too big" / ICMPv4 "destination unreachable" the namespace's kernel
+    has received: /proc/net/snmp6 Icmp6InPktTooBigs, /proc/net/snmp Icmp InDestUnreachs."""
+    if family == "6":
+        lines = lab.run(ns, ["cat", "/proc/net/snmp6"]).stdout.splitlines()
+        return int(dict(line.split() for line in lines if line.strip())["Icmp6InPktTooBigs"])
+    rows = [line.split() for line in lab.run(ns, ["cat", "/proc/net/snmp"]).stdout.splitlines()]
+    names, values = [row for row in rows if row[0] == "Icmp:"]
+    return int(values[names.index("InDestUnreachs")])
+
+
 def test_ipv6_packet_too_big(mesh: Mesh) -> None:
     address_b = node_address("icmp-b")
     probe = udp_probe(mesh, "6", address_b)
@@ -141,3 +185,36 @@ def test_ipv4_fragmentation_needed(mesh: Mesh) -> None:
     assert f"mtu {PATH_MTU}" in route_get(mesh.lab, mesh.a, IPV4_B)
     # ping -s N sends N + 28 bytes; -M do sets DF and forbids fragmenting, as the probe does.
     ping_learns_path_mtu(mesh, IPV4_A, PATH_MTU - 28 + 2, "-M", "do")
+
+
+@pytest.mark.parametrize("family", ["6", "4"])
+def test_a_burst_of_too_long_packets_gets_errors_up_to_the_limit(mesh: Mesh, family: str) -> None:
+    """50 datagrams over the path MTU in half a second, from b to a: b's node answers the first
+    ICMP_ERROR_BURST of them and then about ICMP_ERRORS_PER_S a second, and counts the rest."""
+    lab, b = mesh.lab, mesh.b
+    count, burst, rate = 50, tuning.ICMP_ERROR_BURST, tuning.ICMP_ERRORS_PER_S
+    address, header = (node_address("icmp-a"), 48) if family == "6" else (IPV4_A, 28)
+    status_path = control.socket_path("icmp-b")
+    time.sleep(burst / rate)  # the earlier tests' errors are paid back: the bucket is full
+    before = control.read_status(status_path)
+    received_before = icmp_too_big_received(lab, b, family)
+
+    start = time.monotonic()
+    argv = [sys.executable, "-c", UDP_BURST, family, address, str(header), str(count), "0.01"]
+    done = lab.run(b, argv, timeout=20)
+    assert int(done.stdout) == count, done.stdout + done.stderr
+
+    def settled() -> int | None:  # the count once two readings 0.2 s apart agree
+        first = icmp_too_big_received(lab, b, family)
+        time.sleep(0.2)
+        return first if icmp_too_big_received(lab, b, family) == first else None
+
+    received = (wait_until(settled, timeout=5) or 0) - received_before
+    elapsed = time.monotonic() - start
+    # No stretch of `elapsed` seconds lets the node send more, however the packets fell.
+    assert burst <= received <= burst + rate * elapsed, (received, elapsed)
+
+    after = control.read_status(status_path)
+    sent = after.get("icmp_errors_sent", 0) - before.get("icmp_errors_sent", 0)
+    suppressed = after.get("icmp_errors_suppressed", 0) - before.get("icmp_errors_suppressed", 0)
+    assert sent == received and sent + suppressed == int(done.stdout), (sent, suppressed, done)

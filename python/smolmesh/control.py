@@ -118,6 +118,12 @@ def format_status(status: dict[str, Any]) -> str:
         name = f"({route['name']})" if route["name"] else ""
         backups = f"  +{route['backup_paths']} backup" if route["backup_paths"] else ""
         lines.append(f"    {route['address']:<40} {name:<16} via {route['via']}{backups}")
+    sent, suppressed = status.get("icmp_errors_sent", 0), status.get("icmp_errors_suppressed", 0)
+    if sent or suppressed:  # only with an MTU above what a mesh packet holds
+        lines.append(
+            f"  ICMP errors for packets too long for the mesh: {sent} sent,"
+            f" {suppressed} suppressed (rate limit)"
+        )
     return "\n".join(lines)
 
 

@@ -30,6 +30,7 @@ from smolmesh import _core, tuning
 from smolmesh.config import Config, LegacyTcpConnect, LegacyTcpListen, parse_config
 from smolmesh.errors import LocalError, StartupError
 from smolmesh.links.legacy_tcp import LegacyTcpLink, PendingHandshakes, dial_forever, listen
+from smolmesh.ratelimit import TokenBucket
 from smolmesh.router import Router, format_address, now_ms
 
 log = logging.getLogger("smolmesh.node")
@@ -90,6 +91,12 @@ class Node:
         self._tun: Any = None
         self._host: Any = None
         self._host_routes: set[bytes] = set()  # addresses the device has a host route for
+        # ICMP errors for packets too long for the mesh: limited, and counted for `status`.
+        self._icmp_errors = TokenBucket(
+            tuning.ICMP_ERRORS_PER_S, tuning.ICMP_ERROR_BURST, time.monotonic()
+        )
+        self.icmp_errors_sent = 0
+        self.icmp_errors_suppressed = 0  # over the limit: not sent
         self.started = False
         self.started_at = 0.0
 
@@ -192,6 +199,8 @@ class Node:
                 {**dataclasses.asdict(route), "address": str(route.address)}
                 for route in self.routes.values()
             ],
+            "icmp_errors_sent": self.icmp_errors_sent,
+            "icmp_errors_suppressed": self.icmp_errors_suppressed,
         }
 
     @property
@@ -316,11 +325,18 @@ class Node:
             # does, so the host learns the path MTU and fragments or sends smaller segments.
             # The error comes from this node's IPv6 address; for IPv4 from the packet's own
             # destination, since the host drops IPv4 from an address of its own as martian.
+            # At most tuning.ICMP_ERROR_BURST errors at once, ICMP_ERRORS_PER_S a second, are sent.
+            now = time.monotonic()
             for packet in packets:
                 if len(packet) > MAX_IP_PACKET_LEN:
                     error = _core.icmp_too_big(packet, MAX_IP_PACKET_LEN, self.address_bytes)
-                    if error is not None:
+                    if error is None:
+                        continue
+                    if self._icmp_errors.take(now):
                         self._tun.write(error)
+                        self.icmp_errors_sent += 1
+                    else:
+                        self.icmp_errors_suppressed += 1
             packets = [packet for packet in packets if len(packet) <= MAX_IP_PACKET_LEN]
         self.router.route_packets(packets, now_ms())
 
