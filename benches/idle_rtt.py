@@ -7,8 +7,10 @@ two intervals: 50 ms (idle: each packet finds the processes asleep and their cac
 benches/e2e.py measures it) and 3 ms (busy: they are still awake). The tunnels take turns within
 each round, so drift on a shared machine falls on all of them alike. The bare forwarder
 (benches/rtt_forwarder.py) is a uvloop process with one TUN device and one TCP connection and no
-crypto or routing: the floor of a Python VPN over TCP. Prints the median of each tunnel's per-round
-averages, and its ratio to wireguard-go's.
+crypto or routing: the floor of a Python VPN over TCP. The same forwarder with --smolmesh-calls
+also makes the Rust calls a smolmesh node makes per packet (seal, open, duplicate filter) and
+nothing else of the node, which splits smolmesh's extra time between those calls and its Python.
+Prints the median of each tunnel's per-round averages, and its ratio to wireguard-go's.
 """
 
 from __future__ import annotations
@@ -32,12 +34,20 @@ FORWARDER_PORT = 4202
 FORWARDER_NET = "10.206.0"
 
 
-def forwarder(row_chain: Chain) -> str:
+def forwarder(row_chain: Chain, *options: str) -> str:
     """A pair of bare forwarders over the chain's veth; returns the far end's tunnel address."""
     far = f"{FORWARDER_NET}.2"
     row_chain.spawn(
         1,
-        [sys.executable, str(FORWARDER), "listen", str(FORWARDER_PORT), "rttfw", f"{far}/24"],
+        [
+            sys.executable,
+            str(FORWARDER),
+            "listen",
+            str(FORWARDER_PORT),
+            "rttfw",
+            f"{far}/24",
+            *options,
+        ],
         "forwarder-b.log",
     )
     wait_until("forwarder b listening", lambda: _listening(row_chain, 1), 10.0)
@@ -50,6 +60,7 @@ def forwarder(row_chain: Chain) -> str:
             f"{row_chain.veth_address(0, 1)}:{FORWARDER_PORT}",
             "rttfw",
             f"{FORWARDER_NET}.1/24",
+            *options,
         ],
         "forwarder-a.log",
     )
@@ -65,6 +76,7 @@ TUNNELS: dict[str, Callable[[Chain], str]] = {
     "smolmesh @1500": lambda c: smolmesh(c, 1500, 30.0).addresses[1],
     "wireguard-go @1500": lambda c: wireguard(c, 1500).addresses[1],
     "bare forwarder @1500": forwarder,
+    "forwarder + smolmesh's Rust calls": lambda c: forwarder(c, "--smolmesh-calls"),
 }
 
 
@@ -93,7 +105,7 @@ def main() -> int:
                         rtt = average_rtt_ms(row_chain, address, args.count, interval)
                         results.setdefault((name, interval), []).append(rtt)
                         print(
-                            f"round {round_number} {name:22s} every {interval * 1000:g} ms: "
+                            f"round {round_number} {name:34s} every {interval * 1000:g} ms: "
                             f"{rtt:.3f} ms",
                             flush=True,
                         )
@@ -106,7 +118,7 @@ def main() -> int:
         for name in TUNNELS:
             rtt = statistics.median(results[(name, interval)])
             print(
-                f"  every {interval * 1000:4g} ms  {name:22s} {rtt:.3f} ms  "
+                f"  every {interval * 1000:4g} ms  {name:34s} {rtt:.3f} ms  "
                 f"x{rtt / reference:.2f} wireguard-go"
             )
     return 0
