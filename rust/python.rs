@@ -242,6 +242,23 @@ impl PyOpener {
         )
     }
 
+    /// `feed`, then `triage` of what it opened, in one call: one crossing into Rust per chunk
+    /// instead of two, which an idle node pays for with cold caches on every packet.
+    fn feed_and_triage<'py>(
+        &mut self,
+        py: Python<'py>,
+        chunk: &[u8],
+        now_ms: u64,
+        mut seen: PyRefMut<'_, PyDuplicateFilter>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let bodies = self.0.feed(chunk, |len| BytesBody::new(py, len))?;
+        let packets: Vec<Bound<'py, PyBytes>> = bodies
+            .into_iter()
+            .map(|body| body.object.into_bound(py))
+            .collect();
+        triage_rows(py, &packets, now_ms, &mut seen.0)
+    }
+
     #[getter]
     fn buffered(&self) -> usize {
         self.0.buffered()
@@ -321,9 +338,18 @@ fn triage<'py>(
     now_ms: u64,
     mut seen: PyRefMut<'_, PyDuplicateFilter>,
 ) -> PyResult<Bound<'py, PyList>> {
-    let slices = slices(&packets);
+    triage_rows(py, &packets, now_ms, &mut seen.0)
+}
+
+/// `triage` over packets already in `bytes` objects: one row per packet that survives.
+fn triage_rows<'py>(
+    py: Python<'py>,
+    packets: &[Bound<'py, PyBytes>],
+    now_ms: u64,
+    filter: &mut dedup::DuplicateFilter,
+) -> PyResult<Bound<'py, PyList>> {
+    let slices = slices(packets);
     let bytes = slices.iter().map(|p| p.len()).sum();
-    let filter = &mut seen.0;
     let accepted = maybe_detach(py, bytes, || packet::triage(&slices, now_ms, filter));
     let rows = accepted.iter().map(|a| {
         // The packet goes back as the very bytes object it came in as: no copy.

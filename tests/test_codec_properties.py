@@ -123,3 +123,32 @@ def test_zero_length_frames() -> None:
 def test_oversized_packet_is_refused() -> None:
     with pytest.raises(ValueError):
         _core.Sealer(PSK, IV).seal(bytes(_core.MAX_PACKET_LEN + 1))
+
+
+@SETTINGS
+@given(
+    payloads=st.lists(st.binary(min_size=20, max_size=60), max_size=6),
+    cuts=st.lists(st.integers(0, 2**12), max_size=8),
+    repeats=st.lists(st.integers(0, 5), max_size=4),
+)
+def test_feed_and_triage_is_triage_of_feed(
+    payloads: list[bytes], cuts: list[int], repeats: list[int]
+) -> None:
+    """The one-call receive path of a link gives what its two calls give, filter and all."""
+    now = 1_700_000_000_000
+    packets = [_core.make_packet(now, _core.CMD_DATA, bytes([0x45]) + p) for p in payloads]
+    packets += [packets[i % len(packets)] for i in repeats] if packets else []  # duplicates
+    packets.append(_core.make_packet(now - 10 * _core.WINDOW_MS, _core.CMD_DATA, bytes(20)))
+    wire = _core.Sealer(PSK, IV).seal_batch(packets)
+    one_call, two_calls = _core.Opener(PSK, IV), _core.Opener(PSK, IV)
+    seen_one, seen_two = (
+        _core.DuplicateFilter(seed=bytes(16)),
+        _core.DuplicateFilter(seed=bytes(16)),
+    )
+    for chunk in chunked(wire, cuts):
+        got = one_call.feed_and_triage(chunk, now, seen_one)
+        assert got == _core.triage(two_calls.feed(chunk), now, seen_two)
+    assert len(seen_one) == len(seen_two) == len(set(packets)) - 1  # the stale one is dropped
+    forged = wire[:-1] + bytes([wire[-1] ^ 1])  # the last frame's MAC, one bit off
+    with pytest.raises(BadMacError):
+        _core.Opener(PSK, IV).feed_and_triage(forged, now, seen_one)

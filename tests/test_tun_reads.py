@@ -30,7 +30,7 @@ def test_one_packet_after_a_quiet_spell_and_until_empty_when_busy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock_ms = [1_000_000]
-    monkeypatch.setattr(node_module, "now_ms", lambda: clock_ms[0])
+    monkeypatch.setattr(node_module, "time_ns", lambda: clock_ms[0] * 1_000_000)
     node = Node({"node_name": "tun-reads", "linux_tuntap": False}, tun=False)
     tun = RecordingTun()
     node._tun = tun

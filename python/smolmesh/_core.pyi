@@ -97,6 +97,11 @@ class Opener:
         Raises smolmesh.errors.BadMacError on a MAC mismatch; from then on every call raises it.
         """
 
+    def feed_and_triage(
+        self, chunk: bytes, now_ms: int, seen: DuplicateFilter
+    ) -> list[tuple[int, int, bytes, bytes | None]]:
+        """`triage(self.feed(chunk), now_ms, seen)` in one call (one crossing into Rust)."""
+
     @property
     def buffered(self) -> int:
         """Bytes held back waiting for the rest of a frame."""

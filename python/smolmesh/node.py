@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from time import time_ns
 from types import MappingProxyType
 from typing import Any
 
@@ -227,12 +228,8 @@ class Node:
         return self._received.popleft()
 
     def _deliver(self, mesh_packets: list[bytes]) -> None:
+        """Keep packets for `receive()`; with a TUN device the router writes to it instead."""
         header = _core.HEADER_LEN
-        if self._tun is not None:
-            write = self._tun.write
-            for packet in mesh_packets:
-                write(memoryview(packet)[header:])
-            return
         self._received.extend(packet[header:] for packet in mesh_packets)
         self._received_event.set()
 
@@ -305,10 +302,12 @@ class Node:
         self._host = HostRoutes(self.config.tun_name)
         self._host.setup(mtu, self.address_bytes, [a.packed for a in self.ipv4_addresses])
         asyncio.get_running_loop().add_reader(self._tun.fileno(), self._on_tun_readable)
+        self.router.deliver = functools.partial(self._tun.write_batch, skip=_core.HEADER_LEN)
 
     def _close_tun(self) -> None:
         if self._tun is None:
             return
+        self.router.deliver = self._deliver
         with contextlib.suppress(RuntimeError, ValueError, OSError):  # loop or fd already gone
             asyncio.get_running_loop().remove_reader(self._tun.fileno())
         if self._host is not None:
@@ -323,7 +322,7 @@ class Node:
         # the device empty costs a system call and a Python exception, tens of microseconds of
         # an idle round trip with cold caches, and the event loop calls again at once if more
         # is waiting.
-        timestamp_ms = now_ms()
+        timestamp_ms = time_ns() // 1_000_000  # router.now_ms, without the call
         busy = timestamp_ms - self._tun_read_ms <= 1
         self._tun_read_ms = timestamp_ms
         packets = self._tun.read_batch(tuning.TUN_READ_BATCH if busy else 1)

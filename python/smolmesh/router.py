@@ -14,7 +14,8 @@ it moves at once to the backup heard most recently, not waiting up to 10 s for t
 Data packets (cmd 3) go to the local sink when addressed to this node, else over the route's link;
 one that came in over that very link (two routes pointing at each other after a failover) goes
 over the freshest backup path instead, if there is one.
-The hot path is `on_packets`: one call per batch of packets from a link, a dict lookup per packet.
+The hot path is `on_triaged`: one call per batch of packets from a link (opened and triaged by the
+link's one call into Rust), a dict lookup per packet.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from smolmesh._core import CMD_DATA, CMD_IPV4, CMD_IPV6, CMD_NAME
 log = logging.getLogger("smolmesh.router")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# A row of `_core.triage`: (cmd, timestamp_ms, key, packet or None for a repeated announcement).
+Triaged = tuple[int, int, bytes, bytes | None]
 
 
 class Link(Protocol):
@@ -87,8 +90,9 @@ class Router:
         on_route_change: Callable[[bytes, Link | None], None] | None = None,
     ) -> None:
         self.local_addresses = frozenset(local_addresses)
-        # Mesh packets addressed to this node; the IP packet starts at byte 9.
-        self._deliver = deliver
+        # Where mesh packets addressed to this node go (the IP packet starts at byte 9). The node
+        # points it straight at its TUN device while it has one: a call less per packet.
+        self.deliver = deliver
         self._on_route_change = on_route_change
         self.seen = _core.DuplicateFilter()
         self.links: list[Link] = []
@@ -134,13 +138,16 @@ class Router:
     # --- Packets from links ---
     def on_packets(self, source: Link, packets: list[bytes]) -> None:
         """Handle a batch of verified mesh packets that arrived over `source`."""
-        now = now_ms()
+        self.on_triaged(source, _core.triage(packets, now_ms(), self.seen))
+
+    def on_triaged(self, source: Link, rows: list[Triaged]) -> None:
+        """Handle what `_core.triage` (or `Opener.feed_and_triage`) let through from `source`."""
         local = self.local_addresses
         next_hop = self.next_hop
         to_deliver: list[bytes] = []
         outgoing: dict[Link, list[bytes]] = {}
         flood: list[bytes] = []
-        for cmd, timestamp, key, packet in _core.triage(packets, now, self.seen):
+        for cmd, timestamp, key, packet in rows:
             if packet is None:  # an announcement seen before: a backup path, nothing to send
                 self._learn(source, cmd, timestamp, key, None)
             elif cmd == CMD_DATA:
@@ -159,7 +166,7 @@ class Router:
             elif self._learn(source, cmd, timestamp, key, packet):
                 flood.append(packet)
         if to_deliver:
-            self._deliver(to_deliver)
+            self.deliver(to_deliver)
         for link, batch in outgoing.items():
             link.send_packets(batch)
         if flood:

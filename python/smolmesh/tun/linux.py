@@ -137,13 +137,16 @@ class LinuxTun:
             raise
         return True
 
-    def write_batch(self, packets: Iterable[bytes | bytearray | memoryview]) -> int:
-        """Hand each packet to the host; returns how many the kernel took."""
+    def write_batch(self, packets: Iterable[bytes | bytearray | memoryview], skip: int = 0) -> int:
+        """Hand each packet, from byte `skip` on, to the host; returns how many the kernel took.
+
+        `skip` lets the node hand over mesh packets without copying out their IP packets.
+        """
         write, fd = os.write, self._fd
         taken = 0
         for packet in packets:
             try:
-                write(fd, packet)
+                write(fd, memoryview(packet)[skip:] if skip else packet)
                 taken += 1
             except OSError as e:
                 if e.errno not in _DROP_ERRNOS:
