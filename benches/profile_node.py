@@ -36,7 +36,7 @@ BUCKETS = [
     ("tun/linux.py", "write(", "TUN write (syscall + kernel stack)"),
     ("legacy_tcp.py", "seal", "seal (Rust)"),
     ("legacy_tcp.py", "transport.write", "TCP send (syscall)"),
-    ("legacy_tcp.py", "opener.feed", "open + verify (Rust)"),
+    ("legacy_tcp.py", "opener.feed", "open + verify + triage (Rust, one call)"),
     ("router.py", "_core.triage", "triage + duplicate filter (Rust)"),
     ("router.py", "destination", "IP destination (Rust)"),
 ]
