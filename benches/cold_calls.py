@@ -50,7 +50,12 @@ def main() -> int:
     )
     # Each feed gets an opener at the start of the stream, so the frame opens as the first.
     wire = _core.Sealer(PSK, bytes(16)).seal_data_batch([ip_packet], now_ms)
-    openers = iter([_core.Opener(PSK, bytes(16)) for _ in range(2 * args.rounds)])
+    openers = iter([_core.Opener(PSK, bytes(16)) for _ in range(4 * args.rounds)])
+    # The link's one call: open and triage, each frame new to the filter.
+    fresh_wires = iter(
+        _core.Sealer(PSK, bytes(16)).seal_data_batch([ip_packet + n.to_bytes(4, "little")], now_ms)
+        for n in range(2 * args.rounds)
+    )
 
     def read_until_empty() -> object:
         try:
@@ -63,6 +68,10 @@ def main() -> int:
         ("Sealer.seal_data_batch, 1 packet", lambda: sealer.seal_data_batch([ip_packet], now_ms)),
         ("Opener.feed, 1 frame", lambda: next(openers).feed(wire)),
         ("triage (duplicate filter), 1 packet", lambda: _core.triage(next(fresh), now_ms, seen)),
+        (
+            "Opener.feed_and_triage, 1 frame",
+            lambda: next(openers).feed_and_triage(next(fresh_wires), now_ms, seen),
+        ),
         ("ip_destination", lambda: _core.ip_destination(ip_packet)),
         ("parse_header (next to nothing to do)", lambda: _core.parse_header(ip_packet)),
         ("time.time_ns", time.time_ns),
