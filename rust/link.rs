@@ -205,7 +205,15 @@ enum Partial<B> {
     },
 }
 
-const NEW_FRAME: usize = 0;
+impl<B> Partial<B> {
+    /// Nothing of the next frame read yet.
+    fn next_frame() -> Self {
+        Partial::Length {
+            bytes: [0; LENGTH_LEN],
+            have: 0,
+        }
+    }
+}
 
 /// Opens the frames of the direction whose IV the peer chose, fed the stream in any pieces.
 ///
@@ -226,10 +234,7 @@ impl<B: FrameBody> Opener<B> {
         Opener {
             keystream: Keystream::new(&enc_key),
             mac: MacKey::new(&mac_key),
-            partial: Partial::Length {
-                bytes: [0; LENGTH_LEN],
-                have: NEW_FRAME,
-            },
+            partial: Partial::next_frame(),
             failed: false,
         }
     }
@@ -257,11 +262,7 @@ impl<B: FrameBody> Opener<B> {
         let mut complete: Vec<(B, [u8; MAC_LEN])> = Vec::new();
         let mut rest = chunk;
         while !rest.is_empty() {
-            let placeholder = Partial::Length {
-                bytes: [0; LENGTH_LEN],
-                have: NEW_FRAME,
-            };
-            self.partial = match std::mem::replace(&mut self.partial, placeholder) {
+            self.partial = match std::mem::replace(&mut self.partial, Partial::next_frame()) {
                 Partial::Length { mut bytes, have } => {
                     let have = have + self.decrypt(&mut rest, &mut bytes[have..]);
                     if have < LENGTH_LEN {
@@ -290,10 +291,7 @@ impl<B: FrameBody> Opener<B> {
                         Partial::Mac { body, mac, have }
                     } else {
                         complete.push((body, mac));
-                        Partial::Length {
-                            bytes: [0; LENGTH_LEN],
-                            have: NEW_FRAME,
-                        }
+                        Partial::next_frame()
                     }
                 }
             };
@@ -308,10 +306,7 @@ impl<B: FrameBody> Opener<B> {
             });
         if !all_good {
             self.failed = true;
-            self.partial = Partial::Length {
-                bytes: [0; LENGTH_LEN],
-                have: NEW_FRAME,
-            };
+            self.partial = Partial::next_frame();
             return Err(Error::BadMac);
         }
         Ok(complete.into_iter().map(|(body, _)| body).collect())
