@@ -1,7 +1,8 @@
 """The Linux TUN device: one file descriptor that carries whole IP packets.
 
 The node opens the device once, watches `fileno()` with the event loop's `add_reader`, and on
-each wake-up drains it with `read_batch()`; packets for this host go back with `write()` or
+each wake-up reads it with `read_batch()` (until it is empty when busy, one packet after a quiet
+spell: see `Node._on_tun_readable`); packets for this host go back with `write()` or
 `write_batch()`. The fd is non-blocking, so a read past the last queued packet ends the batch
 instead of stalling the loop. Addresses, routes and link state are netlink's job
 (`smolmesh.netlink`).
