@@ -33,19 +33,31 @@ fn slices<'a>(packets: &'a [Bound<'_, PyBytes>]) -> Vec<&'a [u8]> {
     packets.iter().map(|p| p.as_bytes()).collect()
 }
 
-/// A new `bytes` of `len` bytes, every one of which `fill` writes. Unlike `PyBytes::new_with`
-/// this does not zero them first, a pass over the bytes that costs about what a copy does.
+/// A new `bytes` of `len` bytes whose contents are not yet written, and where they lie. Unlike
+/// `PyBytes::new_with` this does not zero them, a pass that costs about what a copy does.
+///
+/// # Safety
+/// The caller writes all `len` bytes before Python can see the object, and nothing else reads
+/// or writes the buffer meanwhile (a new bytes object is the caller's alone until handed out).
+unsafe fn unwritten_bytes(py: Python<'_>, len: usize) -> PyResult<(Bound<'_, PyBytes>, *mut u8)> {
+    // SAFETY: FFI calls with the GIL held; a null source asks CPython for uninitialised room.
+    unsafe {
+        let object = ffi::PyBytes_FromStringAndSize(std::ptr::null(), len as ffi::Py_ssize_t);
+        let object = Bound::from_owned_ptr_or_err(py, object)?.cast_into_unchecked::<PyBytes>();
+        let buffer = ffi::PyBytes_AsString(object.as_ptr()).cast::<u8>();
+        Ok((object, buffer))
+    }
+}
+
+/// A new `bytes` of `len` bytes, every one of which `fill` writes.
 fn bytes_written_by<'py>(
     py: Python<'py>,
     len: usize,
     fill: impl FnOnce(&mut [u8]),
 ) -> PyResult<Bound<'py, PyBytes>> {
-    // SAFETY: a bytes object made without contents is ours alone until this returns it, so
-    // its buffer of `len` bytes may be written; `fill` writes each byte before Python can see it.
+    // SAFETY: `fill` writes each byte before the object is returned.
     unsafe {
-        let object = ffi::PyBytes_FromStringAndSize(std::ptr::null(), len as ffi::Py_ssize_t);
-        let object = Bound::from_owned_ptr_or_err(py, object)?.cast_into_unchecked::<PyBytes>();
-        let buffer = ffi::PyBytes_AsString(object.as_ptr()).cast::<u8>();
+        let (object, buffer) = unwritten_bytes(py, len)?;
         fill(std::slice::from_raw_parts_mut(buffer, len));
         Ok(object)
     }
@@ -65,19 +77,13 @@ unsafe impl Sync for BytesBody {}
 
 impl BytesBody {
     fn new(py: Python<'_>, len: usize) -> Self {
-        // SAFETY: as in `bytes_written_by`; the opener writes every byte of the body before it
-        // hands the object to Python, and drops it unseen if the frame fails.
-        unsafe {
-            let object = ffi::PyBytes_FromStringAndSize(std::ptr::null(), len as ffi::Py_ssize_t);
-            let object = Bound::from_owned_ptr_or_err(py, object)
-                .expect("memory for one packet")
-                .cast_into_unchecked::<PyBytes>();
-            let buffer = ffi::PyBytes_AsString(object.as_ptr()).cast::<u8>();
-            BytesBody {
-                object: object.unbind(),
-                buffer,
-                len,
-            }
+        // SAFETY: the opener writes every byte of the body before it hands the object to
+        // Python, and drops it unseen if the frame fails.
+        let (object, buffer) = unsafe { unwritten_bytes(py, len) }.expect("memory for one packet");
+        BytesBody {
+            object: object.unbind(),
+            buffer,
+            len,
         }
     }
 }
