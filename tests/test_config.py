@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from smolmesh import Config, LegacyTcpConnect, LegacyTcpListen, load_config, parse_config
+from smolmesh import Config, LegacyTcpConnect, LegacyTcpListen, load_config, parse_config, tuning
 from smolmesh.errors import ConfigError
 
 RunSmolmesh = Callable[..., subprocess.CompletedProcess[str]]  # the conftest fixture's type
@@ -98,6 +98,26 @@ BAD_CONFIGS: list[tuple[str, str | None, str]] = [
     ("mtu too big", '{"node_name": "a", "mtu": 65536}', "$.mtu: expected int <= 65535"),
     ("tun_name too long", '{"node_name": "a", "tun_name": "sixteen-letters!"}', "$.tun_name"),
     ("unknown log level", '{"node_name": "a", "log_level": "loud"}', "$.log_level"),
+    (
+        "negative ICMP error rate",
+        '{"node_name": "a", "icmp_errors_per_s": -1}',
+        "$.icmp_errors_per_s: expected float >= 0.0",
+    ),
+    (
+        "ICMP error rate as string",
+        '{"node_name": "a", "icmp_errors_per_s": "10"}',
+        "$.icmp_errors_per_s: expected float, got str",
+    ),
+    (
+        "negative ICMP error burst",
+        '{"node_name": "a", "icmp_error_burst": -1}',
+        "$.icmp_error_burst: expected int >= 0",
+    ),
+    (
+        "fractional ICMP error burst",
+        '{"node_name": "a", "icmp_error_burst": 2.5}',
+        "$.icmp_error_burst: expected int, got float",
+    ),
     ("not UTF-8", b'{"node_name": "\xff"}'.decode("latin-1"), "not valid UTF-8"),
 ]
 
@@ -165,6 +185,8 @@ def test_defaults() -> None:
     assert config.tun_name == "smolmesh1"
     assert config.mtu is None
     assert config.log_level is None
+    assert config.icmp_errors_per_s == tuning.ICMP_ERRORS_PER_S == 10.0  # RFC 4443's example
+    assert config.icmp_error_burst == tuning.ICMP_ERROR_BURST == 10
 
 
 def test_mtu_range() -> None:
@@ -172,6 +194,16 @@ def test_mtu_range() -> None:
     # above 65,526 bytes are answered with ICMP by the node (see smolmesh._core.icmp_too_big).
     for mtu in (1280, 65526, 65535):
         assert parse_config(f'{{"node_name": "a", "mtu": {mtu}}}').mtu == mtu
+
+
+def test_icmp_error_limit_range() -> None:
+    # 0 and 0: no ICMP errors at all; a whole number of errors a second is a float too.
+    for rate, burst in ((0, 0), (0.5, 1), (1000, 100000)):
+        config = parse_config(
+            f'{{"node_name": "a", "icmp_errors_per_s": {rate}, "icmp_error_burst": {burst}}}'
+        )
+        assert (config.icmp_errors_per_s, config.icmp_error_burst) == (rate, burst)
+        assert isinstance(config.icmp_errors_per_s, float)
 
 
 def test_every_field() -> None:
@@ -184,6 +216,8 @@ def test_every_field() -> None:
         "tun_name": "mesh0",
         "mtu": 1400,
         "log_level": "debug",
+        "icmp_errors_per_s": 2.5,
+        "icmp_error_burst": 3,
     }
     config = Config.from_dict(data)
     assert config.to_dict() == data

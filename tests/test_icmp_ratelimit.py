@@ -8,6 +8,7 @@ import struct
 
 import pytest
 
+import smolmesh
 from smolmesh import Node, _core, tuning
 from smolmesh.control import format_status
 from smolmesh.ratelimit import TokenBucket
@@ -64,8 +65,24 @@ def test_a_clock_that_steps_back_refills_nothing() -> None:
     assert takes(bucket, 50.1, 5) == 1
 
 
-@pytest.mark.parametrize(("rate", "burst"), [(0.0, 10), (-1.0, 10), (10.0, 0)])
-def test_a_bucket_that_could_never_allow_anything_is_refused(rate: float, burst: int) -> None:
+def test_rate_zero_allows_one_burst_and_never_refills() -> None:
+    bucket = TokenBucket(rate=0.0, burst=3, now=0.0)
+    assert takes(bucket, 0.0, 10) == 3
+    assert takes(bucket, 1.0, 10) == 0
+    assert takes(bucket, 1e9, 10) == 0  # about 30 years on
+    assert bucket.tokens == 0
+
+
+@pytest.mark.parametrize("rate", [0.0, 10.0, 1e9])
+def test_burst_zero_allows_nothing_at_any_rate(rate: float) -> None:
+    bucket = TokenBucket(rate, burst=0, now=0.0)
+    assert takes(bucket, 0.0, 10) == 0
+    assert takes(bucket, 3600.0, 10) == 0
+    assert bucket.tokens == 0
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(-1.0, 10), (float("nan"), 10), (10.0, -1)])
+def test_a_negative_or_nan_limit_is_refused(rate: float, burst: int) -> None:
     with pytest.raises(ValueError):
         TokenBucket(rate, burst, now=0.0)
 
@@ -105,3 +122,23 @@ def test_the_node_sends_one_burst_of_errors_and_counts_the_rest() -> None:
     assert status["icmp_errors_sent"] == tuning.ICMP_ERROR_BURST
     assert status["icmp_errors_suppressed"] == 50 - tuning.ICMP_ERROR_BURST
     assert "10 sent, 40 suppressed" in format_status({**status, "started_at": 0.0})
+
+
+@pytest.mark.parametrize(
+    ("limit", "sent"),
+    [
+        ({"icmp_errors_per_s": 0, "icmp_error_burst": 0}, 0),
+        ({"icmp_errors_per_s": 1000, "icmp_error_burst": 0}, 0),
+        ({"icmp_errors_per_s": 0, "icmp_error_burst": 3}, 3),
+        ({"icmp_error_burst": 25}, 25),
+    ],
+)
+def test_the_config_sets_the_limit(limit: dict[str, float], sent: int) -> None:
+    # Through the public API: smolmesh.Node with a smolmesh.Config.
+    config = smolmesh.parse_config({"node_name": "icmp-config", "mtu": 65535, **limit})
+    node = smolmesh.Node(config, tun=False)
+    tun = StandInTun([[udp6(TOO_LONG)] * 50])
+    node._tun = tun
+    node._on_tun_readable()
+    assert len(tun.written) == node.icmp_errors_sent == sent
+    assert node.icmp_errors_suppressed == 50 - sent

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from smolmesh import tuning
 from smolmesh.errors import ConfigError
 
 __all__ = [
@@ -38,6 +39,11 @@ _INTERFACE_NAME = re.compile(r"[^/:\s]{1,15}")
 # (65,526 bytes) is answered with ICMP "packet too big" / "fragmentation needed", so the host
 # learns to send at most that much to the mesh.
 Mtu = Annotated[int, msgspec.Meta(ge=1280, le=65535)]
+# The limit on those ICMP errors (RFC 4443, section 2.4 (f): it SHOULD be configurable): a token
+# bucket of `icmp_error_burst` tokens that refills at `icmp_errors_per_s`. Burst 0 sends none;
+# rate 0 sends one burst in the node's life and no more.
+IcmpErrorsPerS = Annotated[float, msgspec.Meta(ge=0)]
+IcmpErrorBurst = Annotated[int, msgspec.Meta(ge=0)]
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -77,6 +83,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     tun_name: str = "smolmesh1"
     mtu: Mtu | None = None  # None: the node's default
     log_level: str | None = None  # None: INFO, or what the command line says
+    icmp_errors_per_s: IcmpErrorsPerS = tuning.ICMP_ERRORS_PER_S
+    icmp_error_burst: IcmpErrorBurst = tuning.ICMP_ERROR_BURST
 
     def __post_init__(self) -> None:
         # msgspec reports a ValueError raised here as a ValidationError of this message without a

@@ -93,9 +93,9 @@ class Node:
         self._host: Any = None
         self._host_routes: set[bytes] = set()  # addresses the device has a host route for
         self._tun_read_ms = 0  # when the device was last read (ms since the epoch)
-        # ICMP errors for packets too long for the mesh: limited, and counted for `status`.
+        # ICMP errors for packets too long for the mesh: limited as configured, counted in `status`.
         self._icmp_errors = TokenBucket(
-            tuning.ICMP_ERRORS_PER_S, tuning.ICMP_ERROR_BURST, time.monotonic()
+            config.icmp_errors_per_s, config.icmp_error_burst, time.monotonic()
         )
         self.icmp_errors_sent = 0
         self.icmp_errors_suppressed = 0  # over the limit: not sent

@@ -2,7 +2,8 @@
 
 The bucket holds up to `burst` tokens and gains `rate` tokens a second; each event takes one, and
 an event that finds no whole token is refused. So any stretch of t seconds allows at most
-`burst + rate * t` events. Time is passed in (seconds of a monotonic clock), so tests need no
+`burst + rate * t` events. Rate 0 never refills: `burst` events in the bucket's life, then none;
+burst 0 allows nothing at all. Time is passed in (seconds of a monotonic clock), so tests need no
 clock.
 """
 
@@ -13,8 +14,8 @@ class TokenBucket:
     """At most `burst` events at once, and `rate` a second in the long run."""
 
     def __init__(self, rate: float, burst: int, now: float) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError(f"a token bucket needs rate > 0 and burst >= 1, not {rate}, {burst}")
+        if not rate >= 0 or burst < 0:  # `not >=` refuses NaN too
+            raise ValueError(f"a token bucket needs rate >= 0 and burst >= 0, not {rate}, {burst}")
         self.rate = rate
         self.burst = burst
         self._tokens = float(burst)

@@ -43,7 +43,8 @@ RECEIVE_QUEUE_LIMIT = 4096  # packets held for Node.receive() when there is no T
 DEFAULT_MTU = 32768  # chosen by measurement: see README, Performance
 # ICMP errors for packets too long for a mesh packet go to the host through the TUN device, at
 # most ICMP_ERROR_BURST at once and ICMP_ERRORS_PER_S a second; the rest are not sent (the packet
-# is dropped all the same). 10 and 10/s are RFC 4443's example for a small device (section 2.4
+# is dropped all the same). These are the defaults of the config's `icmp_error_burst` and
+# `icmp_errors_per_s`. 10 and 10/s are RFC 4443's example for a small device (section 2.4
 # (f)). A host remembers the path MTU per destination (Linux: 10 minutes), so it needs one error
 # per destination; a sender that goes on sending too-long packets would otherwise cost a Rust call
 # and a TUN write each. Linux itself exempts these two errors from its own ICMP limits, as a router
