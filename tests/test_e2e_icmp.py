@@ -9,12 +9,14 @@ read whole at its maximum too.
 
 The node limits these errors (tuning.ICMP_ERROR_BURST at once, ICMP_ERRORS_PER_S a second): a
 burst of too-long packets that ignore the path MTU gets no more errors than that lets through,
-counted by the receiving kernel's own ICMP statistics.
+counted by the receiving kernel's own ICMP statistics. A node configured with
+`icmp_errors_per_s: 0, icmp_error_burst: 0` sends none.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -26,6 +28,9 @@ from netns import Lab, Proc, tcp_connect, tcp_listen, wait_until
 from smolmesh import control, tuning
 from test_e2e_kit import KEY, PORT, node_address, start_node, wait_route, wait_up
 
+# The status socket is /run/smolmesh/<node name>.sock, one directory for every namespace: the PID
+# in the names keeps two runs of this file at once off each other's sockets.
+NAME_A, NAME_B, NAME_C = (f"icmp-{end}-{os.getpid()}" for end in "abc")
 TUN_MTU = 65535
 PATH_MTU = 65526  # the longest IP packet one mesh packet holds: 65,535 - 9 bytes of header
 IPV4_A, IPV4_B = "10.250.0.1", "10.250.0.2"
@@ -106,16 +111,16 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         a, b = lab.namespace(), lab.namespace()
         veth = lab.link(a, b)
         config_a = lab.node_config(
-            "icmp-a", [tcp_listen(PORT, [KEY])], ipv4_addresses=[IPV4_A], mtu=TUN_MTU
+            NAME_A, [tcp_listen(PORT, [KEY])], ipv4_addresses=[IPV4_A], mtu=TUN_MTU
         )
         node_a = start_node(lab, a, config_a)
         wait_up(node_a)
         config_b = lab.node_config(
-            "icmp-b", [tcp_connect(veth.ipv4_a, PORT, KEY)], ipv4_addresses=[IPV4_B], mtu=TUN_MTU
+            NAME_B, [tcp_connect(veth.ipv4_a, PORT, KEY)], ipv4_addresses=[IPV4_B], mtu=TUN_MTU
         )
         node_b = start_node(lab, b, config_b)
-        wait_route(node_a, "icmp-b")
-        wait_route(node_b, "icmp-a")
+        wait_route(node_a, NAME_B)
+        wait_route(node_b, NAME_A)
         for ns in (a, b):
             words = lab.run(ns, ["ip", "-o", "link", "show", "smolmesh1"]).stdout.split()
             assert int(words[words.index("mtu") + 1]) == TUN_MTU
@@ -167,14 +172,14 @@ def icmp_too_big_received(lab: Lab, ns: str, family: str) -> int:
 
 
 def test_ipv6_packet_too_big(mesh: Mesh) -> None:
-    address_b = node_address("icmp-b")
+    address_b = node_address(NAME_B)
     probe = udp_probe(mesh, "6", address_b)
     assert probe["path_mtu_before"] == TUN_MTU
     assert probe["tries"][0] == "sent" and probe["tries"][-1] == "EMSGSIZE", probe
     assert probe["path_mtu_after"] == PATH_MTU and probe["fitting_sent"]
     assert f"mtu {PATH_MTU}" in route_get(mesh.lab, mesh.a, address_b)
     # ping -6 -s N sends N + 48 bytes: 65,528, just over the path MTU.
-    ping_learns_path_mtu(mesh, node_address("icmp-a"), PATH_MTU - 48 + 2, "-6")
+    ping_learns_path_mtu(mesh, node_address(NAME_A), PATH_MTU - 48 + 2, "-6")
 
 
 def test_ipv4_fragmentation_needed(mesh: Mesh) -> None:
@@ -193,8 +198,8 @@ def test_a_burst_of_too_long_packets_gets_errors_up_to_the_limit(mesh: Mesh, fam
     ICMP_ERROR_BURST of them and then about ICMP_ERRORS_PER_S a second, and counts the rest."""
     lab, b = mesh.lab, mesh.b
     count, burst, rate = 50, tuning.ICMP_ERROR_BURST, tuning.ICMP_ERRORS_PER_S
-    address, header = (node_address("icmp-a"), 48) if family == "6" else (IPV4_A, 28)
-    status_path = control.socket_path("icmp-b")
+    address, header = (node_address(NAME_A), 48) if family == "6" else (IPV4_A, 28)
+    status_path = control.socket_path(NAME_B)
     time.sleep(burst / rate)  # the earlier tests' errors are paid back: the bucket is full
     before = control.read_status(status_path)
     received_before = icmp_too_big_received(lab, b, family)
@@ -218,3 +223,44 @@ def test_a_burst_of_too_long_packets_gets_errors_up_to_the_limit(mesh: Mesh, fam
     sent = after.get("icmp_errors_sent", 0) - before.get("icmp_errors_sent", 0)
     suppressed = after.get("icmp_errors_suppressed", 0) - before.get("icmp_errors_suppressed", 0)
     assert sent == received and sent + suppressed == int(done.stdout), (sent, suppressed, done)
+
+
+def test_a_node_configured_to_send_no_errors_sends_none(mesh: Mesh) -> None:
+    """A third node, c, dialling a, with the limit at 0 and 0: too-long datagrams from c's host
+    draw no ICMP error (c's kernel counts none) and every one is counted as suppressed."""
+    lab, a = mesh.lab, mesh.a
+    c = lab.namespace()
+    veth = lab.link(a, c)
+    config_c = lab.node_config(
+        NAME_C,
+        [tcp_connect(veth.ipv4_a, PORT, KEY)],
+        mtu=TUN_MTU,
+        icmp_errors_per_s=0,
+        icmp_error_burst=0,
+    )
+    node_c = start_node(lab, c, config_c)
+    wait_route(node_c, NAME_A)
+    assert lab.ping(c, IPV4_A, count=1, timeout=10).ok  # a's IPv4 route is in c's kernel too
+    burst_draws_no_errors(lab, c, NAME_C, "6", node_address(NAME_A))
+    burst_draws_no_errors(lab, c, NAME_C, "4", IPV4_A)
+    assert node_c.terminate(grace=10) == 0, node_c.log_tail()
+
+
+def burst_draws_no_errors(lab: Lab, ns: str, node_name: str, family: str, address: str) -> None:
+    """20 too-long datagrams from ns to address: the node counts all of them as suppressed, sends
+    no error, and ns's kernel receives none."""
+    count, header = 20, 48 if family == "6" else 28
+    status_path = control.socket_path(node_name)
+    received_before = icmp_too_big_received(lab, ns, family)
+    suppressed_before = control.read_status(status_path)["icmp_errors_suppressed"]
+    argv = [sys.executable, "-c", UDP_BURST, family, address, str(header), str(count), "0.01"]
+    done = lab.run(ns, argv, timeout=20)
+    assert int(done.stdout) == count, done.stdout + done.stderr
+
+    def all_counted() -> dict[str, int] | None:
+        status = control.read_status(status_path)
+        return status if status["icmp_errors_suppressed"] - suppressed_before == count else None
+
+    status = wait_until(all_counted, timeout=5)
+    assert status is not None and status["icmp_errors_sent"] == 0, status
+    assert icmp_too_big_received(lab, ns, family) == received_before
