@@ -333,7 +333,8 @@ class Node:
             # does, so the host learns the path MTU and fragments or sends smaller segments.
             # The error comes from this node's IPv6 address; for IPv4 from the packet's own
             # destination, since the host drops IPv4 from an address of its own as martian.
-            # At most tuning.ICMP_ERROR_BURST errors at once, ICMP_ERRORS_PER_S a second, are sent.
+            # At most `icmp_error_burst` errors at once and `icmp_errors_per_s` a second are sent
+            # (config; RFC 4443's 10 and 10 by default).
             now = time.monotonic()
             for packet in packets:
                 if len(packet) > MAX_IP_PACKET_LEN:
