@@ -1,7 +1,9 @@
-"""benches/e2e.py run for real, 1 second per iperf3 run, so that the bench cannot rot.
+"""The benches run for real, briefly, so that they cannot rot: benches/e2e.py with 1 second per
+iperf3 run, idle_rtt.py and rtt_segments.py with a few pings, cold_calls.py with 2 rounds.
 
 Needs root (network namespaces) and iperf3, wireguard-go, wg, ping, ip, tc and ss
 (Debian: iperf3 wireguard-go wireguard-tools iputils-ping iproute2); skipped otherwise.
+rtt_segments.py needs a working `perf trace` besides (Debian: linux-perf).
 """
 
 from __future__ import annotations
@@ -58,3 +60,53 @@ def test_bench_runs_every_row_and_prints_the_table(tmp_path: Path) -> None:
     assert "goals (ratio per round; the median decides):" in done.stdout
     for goal in goals:
         assert goal["goal"] in done.stdout
+
+
+BENCHES = BENCH.parent
+
+
+def _run_bench(name: str, *args: str, timeout: float) -> str:
+    done = subprocess.run(
+        [sys.executable, str(BENCHES / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_idle_rtt_pings_through_every_tunnel_and_compares_them() -> None:
+    out = _run_bench("idle_rtt.py", "--rounds", "1", "--count", "3", timeout=300)
+    for interval in ("50 ms", "3 ms"):
+        for row in ("smolmesh @1500", "wireguard-go @1500", "bare forwarder @1500"):
+            assert any(interval in line and row in line for line in out.splitlines()), out
+    assert "x1.00 wireguard-go" in out, out
+
+
+def _perf_trace_works() -> bool:
+    if shutil.which("perf") is None:
+        return False
+    probe = subprocess.run(
+        ["perf", "trace", "-e", "write", "--", "true"], capture_output=True, timeout=60
+    )
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _perf_trace_works(), reason="needs a working `perf trace`")
+def test_rtt_segments_splits_round_trips_of_each_tunnel() -> None:
+    out = _run_bench("rtt_segments.py", "--rounds", "1", "--count", "5", timeout=300)
+    table = out[out.index("| segment |") :]
+    for row in ("A tun -> sock", "B sock -> tun", "inside the nodes", "all segments"):
+        cells = next(line for line in table.splitlines() if line.startswith(f"| {row} |"))
+        # One figure per tunnel (smolmesh and the two forwarders), each a number of microseconds.
+        figures = [cell.strip() for cell in cells.strip("|").split("|")[1:]]
+        assert len(figures) == 3 and all(f.lstrip("-").isdigit() for f in figures), cells
+
+
+def test_cold_calls_times_each_call_cold_and_warm() -> None:
+    out = _run_bench("cold_calls.py", "--rounds", "2", timeout=120)
+    for call in ("Sealer.seal_data_batch", "Opener.feed_and_triage", "os.read until empty"):
+        line = next(line for line in out.splitlines() if line.startswith(call))
+        cold, warm = (float(figure) for figure in line.split()[-2:])
+        assert cold > 0 and warm > 0, line
