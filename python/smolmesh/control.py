@@ -3,17 +3,27 @@
 A `meshnode` serves its status at `/run/smolmesh/<node name>.sock` (root only: the directory is
 mode 0700). A client connects, reads one JSON document (what `Node.status()` returns) to the end of
 the stream, and the node closes the connection. Nothing on the data path imports this module.
+
+One name, one socket. The directory is shared by every network namespace of the machine, so a
+second node of the same name may start while the first runs. A socket file whose path is taken is
+probed: nobody listening means a node was killed and left it, and it is replaced; a node that
+answers keeps it, and the newcomer serves no status (with a warning) rather than hide the running
+node from `smolmesh status`. A node that stops removes the path only while it is still its own
+socket file (same device and inode as when it bound it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +33,7 @@ log = logging.getLogger("smolmesh.control")
 
 SOCKET_DIR = Path("/run/smolmesh")
 MAX_STATUS_BYTES = 16 * 1024 * 1024  # a client reads no more than this
+PROBE_TIMEOUT_S = 0.5  # a running node accepts at once; a killed node's socket refuses at once
 
 
 def socket_path(node_name: str, directory: Path = SOCKET_DIR) -> Path:
@@ -31,8 +42,17 @@ def socket_path(node_name: str, directory: Path = SOCKET_DIR) -> Path:
     return directory / f"{safe}.sock"
 
 
-async def serve_status(status: Callable[[], dict[str, Any]], path: Path) -> asyncio.Server | None:
-    """Serve `status()` as JSON at `path`; None (and a warning) where the socket cannot be made."""
+@dataclass(frozen=True)
+class StatusSocket:
+    """The status server of this node and the identity of the socket file it bound."""
+
+    server: asyncio.Server
+    file_id: tuple[int, int]  # (st_dev, st_ino) right after bind
+
+
+async def serve_status(status: Callable[[], dict[str, Any]], path: Path) -> StatusSocket | None:
+    """Serve `status()` as JSON at `path`; None (and a warning) where the socket cannot be made
+    or another running node already serves its status there."""
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -45,25 +65,64 @@ async def serve_status(status: Callable[[], dict[str, Any]], path: Path) -> asyn
 
     if not hasattr(asyncio, "start_unix_server"):  # Windows
         return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()  # left behind by a node that was killed
-        server = await asyncio.start_unix_server(answer, path=str(path))
+        try:
+            sock.bind(str(path))
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
+            if await _answers(path):
+                sock.close()
+                log.warning(
+                    "another node named %s already serves its status at %s; this node serves"
+                    " none (`smolmesh status` shows the other node)",
+                    status()["node_name"],
+                    path,
+                )
+                return None
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # left behind by a node that was killed
+            sock.bind(str(path))
+        stat = os.stat(path)
+        sock.listen()
+        server = await asyncio.start_unix_server(answer, sock=sock)
     except OSError as error:
+        sock.close()
         log.warning("no status socket at %s: %s", path, error.strerror or error)
         return None
     log.debug("status served at %s", path)
-    return server
+    return StatusSocket(server, (stat.st_dev, stat.st_ino))
 
 
-async def close_status(server: asyncio.Server | None, path: Path) -> None:
-    if server is None:
+async def _answers(path: Path) -> bool:
+    """Whether a running node listens at `path`. Only a refused connection or a missing file
+    says no; a connection that does not complete (a full backlog, or no answer in time) says
+    yes, so a busy node keeps its socket. Any other error (permission denied, say) is raised."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), PROBE_TIMEOUT_S)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    except (BlockingIOError, TimeoutError):
+        return True
+    writer.close()
+    return True
+
+
+async def close_status(served: StatusSocket | None, path: Path) -> None:
+    """Stop serving; remove the socket file at `path` only if it is still the one this node bound
+    (a node of the same name may have replaced it after this one was taken for dead)."""
+    if served is None:
         return
-    server.close()
-    await server.wait_closed()
+    # Compared while the server is open: its bound socket keeps the inode it was bound to in use,
+    # so another file at `path` cannot have been given the same number.
     with contextlib.suppress(OSError):
-        path.unlink()
+        stat = os.stat(path)
+        if (stat.st_dev, stat.st_ino) == served.file_id:
+            path.unlink()
+    served.server.close()
+    await served.server.wait_closed()
 
 
 def read_status(path: Path, timeout: float = 5.0) -> dict[str, Any]:
