@@ -6,8 +6,9 @@
         with Lab(tmp_path) as lab:              # skips the test unless root with `ip netns`
             a, b = lab.namespace(), lab.namespace()
             link = lab.link(a, b)               # veth: 10.201.k.1/30 in a, 10.201.k.2/30 in b
-            lab.start_node(a, lab.node_config("a", [tcp_listen(5000, ["k"])]))
-            lab.start_node(b, lab.node_config("b", [tcp_connect(link.ipv4_a, 5000, "k")]))
+            a_name, b_name = f"a-{os.getpid()}", f"b-{os.getpid()}"  # node names: see below
+            lab.start_node(a, lab.node_config(a_name, [tcp_listen(5000, ["k"])]))
+            lab.start_node(b, lab.node_config(b_name, [tcp_connect(link.ipv4_a, 5000, "k")]))
             assert lab.ping(a, "fd00:...", count=3, timeout=10).ok
 
 The lab itself (namespaces, veth links, processes, ping, cleanup) is `smolmesh.lab`, which
@@ -19,6 +20,9 @@ Everything a lab makes is undone when the `with` block ends, also when the body 
 get SIGTERM, then SIGKILL after a grace period, and the namespaces (with their veth ends) are
 deleted. Names carry the pytest process's PID (`smt-<pid>-<n>`), so concurrent runs do not collide,
 and namespaces of a run that was killed outright are swept by the next lab whose PID is gone.
+Node names are the test's to choose, and carry the PID too: a node serves its status at
+/run/smolmesh/<node name>.sock, one directory for every namespace, and while one node of a name
+runs, another of that name serves no status.
 
 Addresses exist only inside the lab's namespaces: 10.201.<k>.1-2/30 and fd00:201:<k>::1-2/64 for
 the k-th veth link. Logs of processes go to the lab's directory.

@@ -4,18 +4,23 @@ file and the place, both in process and through the real `smolmesh meshnode` com
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
+from conftest import smolmesh_command
 from smolmesh import Config, LegacyTcpConnect, LegacyTcpListen, load_config, parse_config, tuning
+from smolmesh.control import socket_path
 from smolmesh.errors import ConfigError
 
-RunSmolmesh = Callable[..., subprocess.CompletedProcess[str]]  # the conftest fixture's type
+# A bad config is refused in about 0.1 s; this leaves room for a busy machine. A command that
+# runs longer has started a node on a config it should have refused.
+BAD_CONFIG_TIMEOUT_S = 10.0
+STOP_GRACE_S = 10.0  # for such a node to remove its TUN device and status socket after SIGTERM
 
 # The example of smolmesh2's README, byte for byte the shape its users have on disk.
 SMOLMESH2_EXAMPLE = """\
@@ -146,11 +151,9 @@ def test_bad_config_in_process(tmp_path: Path, text: str | None, expected: str) 
 @pytest.mark.parametrize(
     ("text", "expected"), [c[1:] for c in BAD_CONFIGS], ids=[c[0] for c in BAD_CONFIGS]
 )
-def test_bad_config_through_the_command(
-    run_smolmesh: RunSmolmesh, tmp_path: Path, text: str | None, expected: str
-) -> None:
+def test_bad_config_through_the_command(tmp_path: Path, text: str | None, expected: str) -> None:
     path = write_bad(tmp_path, text)
-    result = run_smolmesh("meshnode", str(path))
+    result = meshnode_on_bad_config(path, text)
     assert result.returncode == 2, result
     assert result.stdout == ""
     assert "Traceback" not in result.stderr
@@ -158,6 +161,56 @@ def test_bad_config_through_the_command(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"smolmesh: {path}: ")
     assert expected in lines[0]
+
+
+def meshnode_on_bad_config(path: Path, text: str | None) -> subprocess.CompletedProcess[str]:
+    """The real `smolmesh meshnode PATH`, which must refuse the file at once. A node that runs
+    instead is stopped (SIGTERM, then SIGKILL) and fails the test; if it was killed, the status
+    socket it left is removed."""
+    proc = subprocess.Popen(
+        [*smolmesh_command(), "meshnode", str(path)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=BAD_CONFIG_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            stdout, stderr = proc.communicate(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+        remove_stale_status_socket(text)
+        pytest.fail(
+            f"meshnode ran for {BAD_CONFIG_TIMEOUT_S} s on a config it should refuse:\n{stderr}"
+        )
+    finally:
+        if proc.poll() is None:  # interrupted: no node outlives the test
+            proc.kill()
+            proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def remove_stale_status_socket(text: str | None) -> None:
+    """Remove the status socket of the node `text` names if nobody listens on it any more."""
+    try:
+        name = json.loads(text or "")["node_name"]
+    except (ValueError, TypeError, KeyError):
+        return
+    if not isinstance(name, str) or not name:
+        return
+    path = socket_path(name)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except ConnectionRefusedError:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass  # gone, or another node's
 
 
 def test_smolmesh2_example_loads(tmp_path: Path) -> None:

@@ -23,6 +23,10 @@ from test_e2e_kit import (
 )
 
 TUN = "smolmesh1"
+# Status sockets are /run/smolmesh/<node name>.sock, one directory for every namespace: names
+# carry the PID so that concurrent runs and other test files never share one.
+PAIR_A, PAIR_B = (f"pair-{end}-{os.getpid()}" for end in "ab")
+LINE = [f"line-{end}-{os.getpid()}" for end in "abcd"]  # A, B, C, D
 
 
 def routes(lab: Lab, ns: str, family: str) -> str:
@@ -34,23 +38,23 @@ def test_two_nodes_ping_over_both_families_and_sigterm_cleans_up(tmp_path) -> No
     with Lab(tmp_path) as lab:
         a, b = lab.namespace(), lab.namespace()
         veth = lab.link(a, b)
-        node_a = start_node(lab, a, lab.node_config("a", [tcp_listen(PORT, [KEY])],
+        node_a = start_node(lab, a, lab.node_config(PAIR_A, [tcp_listen(PORT, [KEY])],
                                                     ipv4_addresses=["10.250.0.1"]))  # fmt: skip
         wait_up(node_a)  # listening before b dials, so b need not wait 5-10 s to redial
-        node_b = start_node(lab, b, lab.node_config("b", [tcp_connect(veth.ipv4_a, PORT, KEY)],
+        node_b = start_node(lab, b, lab.node_config(PAIR_B, [tcp_connect(veth.ipv4_a, PORT, KEY)],
                                                     ipv4_addresses=["10.250.0.2"]))  # fmt: skip
         wait_up(node_b)
-        wait_route(node_a, "b")
-        wait_route(node_b, "a")
+        wait_route(node_a, PAIR_B)
+        wait_route(node_b, PAIR_A)
 
         # The address a user gets from the command is the one on the peer's TUN device.
-        printed = subprocess.run([*smolmesh_command(), "name-to-ipv6", "b"], capture_output=True,
+        printed = subprocess.run([*smolmesh_command(), "name-to-ipv6", PAIR_B], capture_output=True,
                                  text=True, timeout=30, check=True).stdout.strip()  # fmt: skip
         address_b = str(ipaddress.IPv6Address(printed))
-        assert address_b == node_address("b")
+        assert address_b == node_address(PAIR_B)
         assert lab.addresses(b, TUN) == ["10.250.0.2", address_b]
 
-        for source, target in ((a, address_b), (a, "10.250.0.2"), (b, node_address("a")),
+        for source, target in ((a, address_b), (a, "10.250.0.2"), (b, node_address(PAIR_A)),
                                (b, "10.250.0.1")):  # fmt: skip
             result = lab.ping(source, target, count=3, timeout=10)
             assert result.ok, (source, target, result)
@@ -58,18 +62,18 @@ def test_two_nodes_ping_over_both_families_and_sigterm_cleans_up(tmp_path) -> No
         # Host routes to the peer's addresses point into the TUN device.
         assert address_b in routes(lab, a, "-6").split()
         assert "10.250.0.2" in routes(lab, a, "-4").split()
-        assert node_address("a") in routes(lab, b, "-6").split()
+        assert node_address(PAIR_A) in routes(lab, b, "-6").split()
 
         # SIGTERM: a clean exit that takes the device and its routes along.
         assert node_a.terminate(grace=10) == 0, node_a.log()
-        assert "node a stopped" in node_a.log()
+        assert f"node {PAIR_A} stopped" in node_a.log()
         assert lab.run(a, ["ip", "link", "show", TUN], check=False).returncode != 0
         assert routes(lab, a, "-6") == routes(lab, a, "-4") == ""
         every_route = lab.run(a, ["ip", "-6", "route"]).stdout + lab.run(a, ["ip", "route"]).stdout
         assert address_b not in every_route and "10.250.0.2" not in every_route
         # b sees its link go and drops the routes to a, host routes included, but keeps running.
         assert node_b.wait_for_log(r"route to 10\.250\.0\.1 lost", timeout=10), node_b.log()
-        assert wait_until(lambda: node_address("a") not in routes(lab, b, "-6"), timeout=5)
+        assert wait_until(lambda: node_address(PAIR_A) not in routes(lab, b, "-6"), timeout=5)
         assert "10.250.0.1" not in routes(lab, b, "-4")
         assert node_b.alive
         assert node_b.terminate(grace=10) == 0, node_b.log()
@@ -101,7 +105,7 @@ with socket.create_connection((sys.argv[1], 7000), timeout=30) as conn:
 
 
 def test_four_nodes_in_a_line_reach_end_to_end_and_carry_10_mb_intact(tmp_path) -> None:
-    names = ["a", "b", "c", "d"]
+    names = LINE
     with Lab(tmp_path) as lab:
         spaces = [lab.namespace() for _ in names]
         veths = [lab.link(spaces[i], spaces[i + 1]) for i in range(3)]
@@ -119,14 +123,15 @@ def test_four_nodes_in_a_line_reach_end_to_end_and_carry_10_mb_intact(tmp_path) 
 
         # A joins a running line: it learns D at once from B's replay of what B knows, and D
         # learns A when A's announcement has been flooded over three hops.
-        a_knows_d = wait_route(nodes["a"], "d") - up
-        d_knows_a = wait_route(nodes["d"], "a") - up
-        assert lab.ping(a, node_address("d"), count=1, timeout=10).ok
+        a_knows_d = wait_route(nodes[names[0]], names[3]) - up
+        d_knows_a = wait_route(nodes[names[3]], names[0]) - up
+        address_a, address_d = node_address(names[0]), node_address(names[3])
+        assert lab.ping(a, address_d, count=1, timeout=10).ok
         first_reply = time.time() - up
         print(f"\nline of 4: A up {up - started:.2f} s after its process started; from then A"
               f" knows D after {a_knows_d:.2f} s, D knows A after {d_knows_a:.2f} s (3 hops),"
               f" first reply A->D after {first_reply:.2f} s")  # fmt: skip
-        for source, target in ((a, node_address("d")), (a, "10.250.0.4"), (d, node_address("a")),
+        for source, target in ((a, address_d), (a, "10.250.0.4"), (d, address_a),
                                (d, "10.250.0.1")):  # fmt: skip
             result = lab.ping(source, target, count=3, timeout=10)
             assert result.ok, (source, target, result)
@@ -137,7 +142,7 @@ def test_four_nodes_in_a_line_reach_end_to_end_and_carry_10_mb_intact(tmp_path) 
         assert sink.wait_for_log("listening", timeout=20), sink.log()
         rss_before = {name: rss_kib(node.pid) for name, node in nodes.items()}
         began = time.monotonic()
-        lab.run(a, [sys.executable, "-c", SOURCE, node_address("d"), str(payload)], timeout=120)
+        lab.run(a, [sys.executable, "-c", SOURCE, address_d, str(payload)], timeout=120)
         received = sink.wait_for_log(r"received (\d+) (\w+)", timeout=30)
         took = time.monotonic() - began
         assert received, sink.log()

@@ -4,6 +4,7 @@ goes silent (every packet dropped, no FIN or RST)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -25,6 +26,9 @@ from test_e2e_kit import (
 KILL_GAP_LIMIT = 2.0  # seconds without replies allowed when the carrying node is SIGKILLed
 CUT_GAP_LIMIT = 5.0  # ... when the link carrying the pings silently drops everything
 PERIOD_S = 10.5  # a node announces itself every 5-10 s
+# Node names by corner of the diamond. Status sockets are /run/smolmesh/<node name>.sock, one
+# directory for every namespace: the names carry the PID so that concurrent runs never share one.
+NAMES = {corner: f"diamond-{corner}-{os.getpid()}" for corner in "abcd"}
 
 
 def wait_links(proc: Proc, count: int, since: float = 0.0, timeout: float = 20.0) -> None:
@@ -56,10 +60,10 @@ def test_diamond_pings_survive_a_killed_middle_node_and_a_silently_cut_link(tmp_
             ("d", "b"): lab.link(ns["d"], ns["b"]),
             ("d", "c"): lab.link(ns["d"], ns["c"]),
         }
-        configs = {end: lab.node_config(end, [tcp_listen(PORT, [KEY])]) for end in "ad"}
+        configs = {end: lab.node_config(NAMES[end], [tcp_listen(PORT, [KEY])]) for end in "ad"}
         for middle in "bc":
             dials = [tcp_connect(veths[end, middle].ipv4_a, PORT, KEY) for end in "ad"]
-            configs[middle] = lab.node_config(middle, dials)
+            configs[middle] = lab.node_config(NAMES[middle], dials)
         nodes = {}
         for name in "adbc":  # the listeners first, so that nobody waits 5-10 s to redial
             nodes[name] = start_node(lab, ns[name], configs[name])
@@ -69,13 +73,13 @@ def test_diamond_pings_survive_a_killed_middle_node_and_a_silently_cut_link(tmp_
 
         def carrier() -> str:
             """The middle node A's route to D goes through, from A's log."""
-            via = route_via(nodes["a"], "d")
+            via = route_via(nodes["a"], NAMES["d"])
             assert via, nodes["a"].log()
             host = via.rsplit(":", 1)[0]
             return next(mid for mid in "bc" if veths["a", mid].ipv4_b == host)
 
-        wait_route(nodes["a"], "d")  # ping gives up at once on an address without a route
-        pings = PingStream(lab, ns["a"], node_address("d"), "ping-a-d", interval=0.1)
+        wait_route(nodes["a"], NAMES["d"])  # ping gives up at once on an address without a route
+        pings = PingStream(lab, ns["a"], node_address(NAMES["d"]), "ping-a-d", interval=0.1)
         assert pings.wait_replies(20, timeout=20), pings.proc.log()
 
         # 1. SIGKILL the middle node that carries the pings: its sockets close with it.
@@ -88,7 +92,7 @@ def test_diamond_pings_survive_a_killed_middle_node_and_a_silently_cut_link(tmp_
         # A moves its route to D to a backup path at once, when it heard D's last announcement
         # over both middle nodes; else it relearns D from D's announcement 0.2 s after D lost
         # its link (a busy middle node may forward a copy after A's, so A hears it over one).
-        kill_how = how_route_left(nodes["a"], "d", killed_at)
+        kill_how = how_route_left(nodes["a"], NAMES["d"], killed_at)
         assert not nodes[victim].alive
 
         # Restore it, and wait until A and D have heard D's and A's announcements over it again.
@@ -115,7 +119,7 @@ def test_diamond_pings_survive_a_killed_middle_node_and_a_silently_cut_link(tmp_
         # A leaves the dead link when the kernel times it out, or earlier when D's next
         # announcement happens to arrive over the other middle node first.
         assert carrier() != middle, nodes["a"].log()
-        cut_how = how_route_left(nodes["a"], "d", cut_at)
+        cut_how = how_route_left(nodes["a"], NAMES["d"], cut_at)
 
         print(
             f"\ndiamond: SIGKILL of {victim}: ping gap {kill_gap:.2f} s (A's route to D"

@@ -30,6 +30,9 @@ from test_e2e_kit import (
 IDLE_CONNECTIONS = 300
 HANDSHAKE_TIMEOUT_S = 10.0  # smolmesh.tuning.HANDSHAKE_TIMEOUT_S, as a user sees it
 REFUSALS_LOGGED_PER_PERIOD = 20  # smolmesh.tuning: refused connections logged one line each
+# The node under attack and the good peer; their status sockets are /run/smolmesh/<name>.sock in
+# one directory for every namespace, so the names carry the PID of the pytest run.
+NAME_N, NAME_G = (f"hostile-{role}-{os.getpid()}" for role in "ng")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -162,7 +165,7 @@ def test_node_keeps_serving_while_peers_misbehave(tmp_path) -> None:
     with Lab(tmp_path) as lab:
         n, hostile, good = lab.namespace(), lab.namespace(), lab.namespace()
         to_hostile, to_good = lab.link(n, hostile), lab.link(n, good)
-        node = start_node(lab, n, lab.node_config("n", [tcp_listen(PORT, ["another key", KEY])]))
+        node = start_node(lab, n, lab.node_config(NAME_N, [tcp_listen(PORT, ["another key", KEY])]))
         wait_up(node)
         time.sleep(1.0)  # let it settle before the first reading
         rss = {"before": rss_kib(node.pid)}
@@ -178,12 +181,14 @@ def test_node_keeps_serving_while_peers_misbehave(tmp_path) -> None:
         rss["300 idle open"] = rss_kib(node.pid)
 
         # A good peer links and pings at once while the idle connections are open.
-        peer = start_node(lab, good, lab.node_config("g", [tcp_connect(to_good.ipv4_a, PORT, KEY)]))
+        peer = start_node(
+            lab, good, lab.node_config(NAME_G, [tcp_connect(to_good.ipv4_a, PORT, KEY)])
+        )
         peer_up = wait_up(peer)
         linked = peer.wait_for_log(r"(\S+ \S+) INFO smolmesh\.links: link \S+ up", timeout=10)
         assert linked, peer.log()
-        wait_route(peer, "n", timeout=10)
-        ping = lab.ping(good, node_address("n"), count=1, timeout=5)
+        wait_route(peer, NAME_N, timeout=10)
+        ping = lab.ping(good, node_address(NAME_N), count=1, timeout=5)
         pinged = time.time()
         assert ping.ok, (ping, node.log())
         print(f"\nhostile: good peer linked {log_time(linked[1]) - peer_up:.2f} s after it"
@@ -255,5 +260,5 @@ def test_node_keeps_serving_while_peers_misbehave(tmp_path) -> None:
 
         # N kept serving throughout, and its memory stayed bounded.
         assert node.alive and peer.alive
-        assert lab.ping(good, node_address("n"), count=2, timeout=5).ok
+        assert lab.ping(good, node_address(NAME_N), count=2, timeout=5).ok
         assert rss["after"] - rss["before"] < 32 * 1024, rss

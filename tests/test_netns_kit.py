@@ -92,8 +92,11 @@ def test_spawned_process_log_wait_and_terminate(tmp_path) -> None:
 
 
 def test_node_config_and_start_command(tmp_path) -> None:
+    # A real node starts: its status socket is /run/smolmesh/<name>.sock, shared by every
+    # namespace, so the name carries the PID of this run.
+    name = f"kit-alpha-{os.getpid()}"
     config = netns.node_config(
-        "alpha",
+        name,
         [tcp_listen(5000, ["k1", "k2"]), tcp_connect("10.201.1.2", 5000, "k1")],
         ipv4_addresses=["10.99.0.1"],
         mtu=1300,
@@ -101,7 +104,7 @@ def test_node_config_and_start_command(tmp_path) -> None:
     lab = Lab(tmp_path)
     path = lab.write_config(config)
     assert json.loads(path.read_text()) == {
-        "node_name": "alpha",
+        "node_name": name,
         "linux_tuntap": True,
         "ipv4_addresses": ["10.99.0.1"],
         "transports": [
@@ -115,7 +118,7 @@ def test_node_config_and_start_command(tmp_path) -> None:
         ns = lab.namespace()
         node = lab.start_node(ns, config)
         assert node.argv[:4] == [sys.executable, "-m", "smolmesh", "meshnode"]
-        assert node.argv[4] == str(path) and node.log_path == tmp_path / "alpha.log"
+        assert node.argv[4] == str(path) and node.log_path == tmp_path / f"{name}.log"
     assert not node.alive
 
 
