@@ -158,3 +158,29 @@ def test_the_socket_directory_is_made_root_only(tmp_path: Path) -> None:
     asyncio.run(scenario())
     assert (path.parent.stat().st_mode & 0o777) == 0o700
     assert not path.exists()
+
+
+@loops
+def test_the_listing_skips_sockets_of_killed_nodes(tmp_path: Path, loop_name: str) -> None:
+    # `smolmesh status` without a name lists every socket in the directory; one left behind by a
+    # killed node ("a" sorts first) must not hide the node that is running.
+    leave_socket_file(control.socket_path("a-killed", tmp_path))
+    path = control.socket_path("b-running", tmp_path)
+
+    async def scenario() -> None:
+        served = await control.serve_status(node_status("b-running"), path)
+        assert served is not None
+        try:
+            found = await asyncio.to_thread(control.running_nodes, tmp_path)
+            assert len(found) == 2
+            statuses = await asyncio.to_thread(control.read_statuses, found)
+            assert [status["node_name"] for status in statuses] == ["b-running"]
+        finally:
+            await control.close_status(served, path)
+
+    run_on(loop_name)(scenario())
+
+
+def test_the_listing_is_empty_when_only_killed_nodes_left_sockets(tmp_path: Path) -> None:
+    leave_socket_file(control.socket_path("gone", tmp_path))
+    assert control.read_statuses(control.running_nodes(tmp_path)) == []

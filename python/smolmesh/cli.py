@@ -159,12 +159,11 @@ def status_command(args: list[str]) -> int:
     if len(names) > 1 or any(name.startswith("-") for name in names):
         raise UsageError("usage: smolmesh status [NODE_NAME] [--json]")
     if names:
-        paths = [control.socket_path(names[0])]
+        statuses = [control.read_status(control.socket_path(names[0]))]
     else:
-        paths = control.running_nodes()
-        if not paths:
+        statuses = control.read_statuses(control.running_nodes())
+        if not statuses:
             raise LocalError(f"no node is running here (no status socket in {control.SOCKET_DIR})")
-    statuses = [control.read_status(path) for path in paths]
     if as_json:
         print(json.dumps(statuses[0] if names else statuses, indent=2))
     else:

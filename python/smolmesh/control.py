@@ -125,6 +125,10 @@ async def close_status(served: StatusSocket | None, path: Path) -> None:
     await served.server.wait_closed()
 
 
+class NoNodeThere(LocalError):
+    """Nothing serves the status socket: no file, or one a killed node left behind."""
+
+
 def read_status(path: Path, timeout: float = 5.0) -> dict[str, Any]:
     """The status of the node serving at `path`; LocalError in one line when there is none."""
     try:
@@ -139,7 +143,7 @@ def read_status(path: Path, timeout: float = 5.0) -> dict[str, Any]:
                 if size > MAX_STATUS_BYTES:
                     raise LocalError(f"{path}: status larger than {MAX_STATUS_BYTES} bytes")
     except (FileNotFoundError, ConnectionRefusedError):
-        raise LocalError(f"no node is running with the status socket {path}") from None
+        raise NoNodeThere(f"no node is running with the status socket {path}") from None
     except PermissionError:
         raise LocalError(f"{path}: permission denied (the status socket is root's)") from None
     except OSError as error:
@@ -151,10 +155,25 @@ def read_status(path: Path, timeout: float = 5.0) -> dict[str, Any]:
 
 
 def running_nodes(directory: Path = SOCKET_DIR) -> list[Path]:
+    """The status sockets in `directory`, some perhaps left behind by killed nodes."""
     try:
         return sorted(directory.glob("*.sock"))
     except OSError:
         return []
+
+
+def read_statuses(paths: list[Path]) -> list[dict[str, Any]]:
+    """The status of each node that answers at one of `paths`.
+
+    A socket a killed node left behind is skipped: it stays until a node of that name starts
+    again, and must not hide the nodes that are running. Any other failure is an error."""
+    statuses = []
+    for path in paths:
+        try:
+            statuses.append(read_status(path))
+        except NoNodeThere:
+            continue
+    return statuses
 
 
 def format_status(status: dict[str, Any]) -> str:
