@@ -129,17 +129,18 @@ def round_trips(calls: list[Syscall], a: int, b: int) -> Iterator[list[float]]:
         (a, "write", "tun"),
     ]
     keys = [(call.pid, call.op, call.device) for call in calls]
-    for start, key in enumerate(keys):
-        if key != steps[0]:
-            continue
-        moments = [calls[start].at_us]
-        for index in range(start + 1, len(calls)):
+    moments: list[float] = []
+    for call, key in zip(calls, keys, strict=True):
+        if key == steps[0] and len(moments) <= 2:
+            # A's next packet before B took the last one: that one was no echo request (the
+            # host sends a few packets of its own into a new device); start again from here.
+            moments = [call.at_us]
+        elif moments and key == steps[len(moments)]:
+            moments.append(call.at_us)
             if len(moments) == len(steps):
-                break
-            if keys[index] == steps[len(moments)]:
-                moments.append(calls[index].at_us)
-        if len(moments) == len(steps) and moments[-1] - moments[0] < LONGEST_ROUND_TRIP_US:
-            yield [later - earlier for earlier, later in itertools.pairwise(moments)]
+                if moments[-1] - moments[0] < LONGEST_ROUND_TRIP_US:
+                    yield [later - earlier for earlier, later in itertools.pairwise(moments)]
+                moments = []
 
 
 def _forwarder_pids(row_chain: Chain) -> tuple[int, int]:
