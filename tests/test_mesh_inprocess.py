@@ -13,6 +13,7 @@ from collections import deque
 import pytest
 
 from smolmesh import Node
+from smolmesh.control import format_status
 
 KEY = "in-process mesh key"
 
@@ -171,5 +172,34 @@ def test_node_api_views_and_context_manager() -> None:
             with pytest.raises(TypeError):
                 left.routes[right.address] = route  # type: ignore[index]
         assert left.links == [] and right.links == []
+
+    asyncio.run(scenario())
+
+
+def test_links_report_their_rate_over_the_last_second() -> None:
+    ports = free_ports(2)
+    payload = bytes(1000)
+
+    async def scenario() -> None:
+        async with (
+            Node(node_config(0, ports[0], []), tun=False) as left,
+            Node(node_config(1, ports[1], [ports[0]]), tun=False) as right,
+        ):
+            await wait_for(lambda: right.address in left.routes, timeout=10)
+            packet = ipv6_packet(left.address, right.address, payload)
+            # 200 packets of about 1 kB every 0.1 s for 2.5 s: about 2 MB/s from left to right,
+            # so every maintenance second (tuning.MAINTENANCE_PERIOD_S) sees a steady rate.
+            for _ in range(25):
+                for _ in range(200):
+                    assert left.send(packet)
+                await asyncio.sleep(0.1)
+            sent = left.links[0].sent_per_s
+            received = right.links[0].received_per_s
+            assert 0.5e6 < sent < 5e6, sent
+            assert 0.5e6 < received < 5e6, received
+            assert left.links[0].received_per_s < 0.1 * sent  # only announcements come back
+            status = right.status()
+            assert status["links"][0]["received_per_s"] == received
+            assert "Mbit/s)" in format_status(status)  # as `smolmesh status` prints it
 
     asyncio.run(scenario())

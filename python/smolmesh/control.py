@@ -188,7 +188,9 @@ def format_status(status: dict[str, Any]) -> str:
         direction = "out" if link["outgoing"] else "in "
         lines.append(
             f"    {direction} {link['peer']:<28} up {_duration(now - link['up_since']):>8}"
-            f"  sent {_size(link['bytes_sent']):>9}  received {_size(link['bytes_received']):>9}"
+            f"  sent {_size(link['bytes_sent']):>9} {_rate(link.get('sent_per_s', 0.0)):>14}"
+            f"  received {_size(link['bytes_received']):>9}"
+            f" {_rate(link.get('received_per_s', 0.0)):>14}"
             f"  dropped {link['packets_dropped']}"
         )
     lines.append(f"  routes ({len(status['routes'])}):")
@@ -212,6 +214,16 @@ def _duration(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds // 60}m"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _rate(bytes_per_s: float) -> str:
+    """A link's rate as network people write it: bits a second, in powers of 1000."""
+    bits = bytes_per_s * 8
+    for unit in ("bit/s", "kbit/s", "Mbit/s"):
+        if bits < 1000:
+            return f"({bits:.0f} {unit})" if unit == "bit/s" else f"({bits:.1f} {unit})"
+        bits /= 1000
+    return f"({bits:.2f} Gbit/s)"
 
 
 def _size(count: int) -> str:

@@ -32,7 +32,7 @@ from smolmesh.config import Config, LegacyTcpConnect, LegacyTcpListen, parse_con
 from smolmesh.errors import LocalError, StartupError
 from smolmesh.links.legacy_tcp import LegacyTcpLink, PendingHandshakes, dial_forever, listen
 from smolmesh.ratelimit import TokenBucket
-from smolmesh.router import Router, format_address, now_ms
+from smolmesh.router import Link, Router, format_address, now_ms
 
 log = logging.getLogger("smolmesh.node")
 
@@ -50,6 +50,9 @@ class LinkInfo:
     bytes_sent: int
     bytes_received: int
     packets_dropped: int
+    # Bytes a second over the node's last maintenance period (about a second); 0.0 until then.
+    sent_per_s: float = 0.0
+    received_per_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,10 @@ class Node:
         )
         self.icmp_errors_sent = 0
         self.icmp_errors_suppressed = 0  # over the limit: not sent
+        # Each link's byte counters at the last maintenance, and the rates measured since the one
+        # before: (monotonic time, bytes sent, bytes received) and (sent, received) per second.
+        self._link_counts: dict[Link, tuple[float, int, int]] = {}
+        self._link_rates: dict[Link, tuple[float, float]] = {}
         self.started = False
         self.started_at = 0.0
 
@@ -167,17 +174,22 @@ class Node:
     # --- Views ---
     @property
     def links(self) -> list[LinkInfo]:
-        return [
-            LinkInfo(
-                peer=link.label,
-                outgoing=link.outgoing,
-                up_since=link.up_since or 0.0,
-                bytes_sent=link.bytes_sent,
-                bytes_received=link.bytes_received,
-                packets_dropped=link.packets_dropped,
+        infos = []
+        for link in self.router.links:
+            sent_per_s, received_per_s = self._link_rates.get(link, (0.0, 0.0))
+            infos.append(
+                LinkInfo(
+                    peer=link.label,
+                    outgoing=link.outgoing,
+                    up_since=link.up_since or 0.0,
+                    bytes_sent=link.bytes_sent,
+                    bytes_received=link.bytes_received,
+                    packets_dropped=link.packets_dropped,
+                    sent_per_s=sent_per_s,
+                    received_per_s=received_per_s,
+                )
             )
-            for link in self.router.links
-        ]
+        return infos
 
     @property
     def routes(self) -> Mapping[ipaddress.IPv4Address | ipaddress.IPv6Address, RouteInfo]:
@@ -282,11 +294,27 @@ class Node:
         while True:
             await asyncio.sleep(tuning.MAINTENANCE_PERIOD_S)
             self.router.expire()
+            self._measure_link_rates(time.monotonic())
             stalled_before = time.monotonic() - tuning.STALL_TIMEOUT_S
             for link in list(self.router.links):
                 since = link.congested_since
                 if since is not None and since < stalled_before:
                     link.close("stalled: the peer reads nothing")
+
+    def _measure_link_rates(self, now: float) -> None:
+        """Each link's bytes a second since the last call, for `links` and `status`."""
+        counts: dict[Link, tuple[float, int, int]] = {}
+        rates: dict[Link, tuple[float, float]] = {}
+        for link in self.router.links:
+            counts[link] = (now, link.bytes_sent, link.bytes_received)
+            before = self._link_counts.get(link)
+            if before is not None and now > before[0]:
+                elapsed = now - before[0]
+                rates[link] = (
+                    (link.bytes_sent - before[1]) / elapsed,
+                    (link.bytes_received - before[2]) / elapsed,
+                )
+        self._link_counts, self._link_rates = counts, rates  # links gone are forgotten
 
     # --- TUN device and host routes ---
     def _open_tun(self) -> None:
