@@ -1,5 +1,6 @@
 //! smolmesh's per-byte and per-packet core: Speck128/128, multispeck, the legacy_tcp link codec,
-//! mesh packet triage and the duplicate filter. Sans-IO: bytes and `now_ms` in, bytes out.
+//! mesh packet triage, the duplicate filter and TCP coalescing of TUN writes. Sans-IO: bytes and
+//! `now_ms` in, bytes out.
 //!
 //! Only `python` touches pyo3; everything else is plain Rust, tested with `cargo test`.
 
@@ -7,6 +8,7 @@ pub mod address;
 pub mod constants;
 pub mod dedup;
 pub mod error;
+pub mod gro;
 pub mod icmp;
 pub mod link;
 pub mod multispeck;

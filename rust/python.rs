@@ -6,7 +6,7 @@
 
 use crate::constants::*;
 use crate::error::{sized, Error};
-use crate::{address, dedup, icmp, link, multispeck, packet, speck};
+use crate::{address, dedup, gro, icmp, link, multispeck, packet, speck};
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -271,6 +271,39 @@ impl PyOpener {
     }
 }
 
+/// The TUN writes for a batch of delivered packets (see `gro`): each a `bytes` of virtio_net_hdr
+/// and packet or TCP super-packet, made with the GIL held, then filled with it released for a big
+/// batch. The bodies are the opener's kind: `bytes` objects written in place, never zeroed.
+#[pyfunction]
+fn tcp_gro<'py>(
+    py: Python<'py>,
+    packets: Vec<Bound<'py, PyBytes>>,
+    skip: usize,
+) -> PyResult<Bound<'py, PyList>> {
+    use link::FrameBody as _;
+    let raw = slices(&packets);
+    let ip_packets: Vec<&[u8]> = raw
+        .iter()
+        .map(|p| p.get(skip..).unwrap_or_default())
+        .collect();
+    let plan = gro::Plan::new(&ip_packets);
+    let mut bodies: Vec<BytesBody> = plan
+        .writes()
+        .iter()
+        .map(|write| BytesBody::new(py, write.size()))
+        .collect();
+    let len = bodies.iter().map(|body| body.len).sum();
+    maybe_detach(py, len, || {
+        for (index, body) in bodies.iter_mut().enumerate() {
+            plan.write_into(index, body.bytes_mut());
+        }
+    });
+    PyList::new(
+        py,
+        bodies.into_iter().map(|body| body.object.into_bound(py)),
+    )
+}
+
 #[pyfunction]
 fn parse_header(packet: &[u8]) -> Option<(u64, u8)> {
     packet::parse_header(packet)
@@ -387,7 +420,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CMD_IPV6", CMD_IPV6)?;
     m.add("CMD_IPV4", CMD_IPV4)?;
     m.add("CMD_DATA", CMD_DATA)?;
+    m.add("VNET_HDR_LEN", gro::VNET_HDR_LEN)?;
     m.add_function(wrap_pyfunction!(ernd, m)?)?;
+    m.add_function(wrap_pyfunction!(tcp_gro, m)?)?;
     m.add_function(wrap_pyfunction!(speck_round_keys, m)?)?;
     m.add_function(wrap_pyfunction!(speck_encrypt, m)?)?;
     m.add_function(wrap_pyfunction!(keystream, m)?)?;

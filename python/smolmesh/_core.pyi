@@ -18,6 +18,7 @@ __all__ = [
     "IV_LEN",
     "MAC_LEN",
     "MAX_PACKET_LEN",
+    "VNET_HDR_LEN",
     "WINDOW_MS",
     "DuplicateFilter",
     "Opener",
@@ -36,6 +37,7 @@ __all__ = [
     "parse_header",
     "speck_encrypt",
     "speck_round_keys",
+    "tcp_gro",
     "triage",
 ]
 
@@ -51,6 +53,8 @@ CMD_NAME: int  # 0
 CMD_IPV6: int  # 1
 CMD_IPV4: int  # 2
 CMD_DATA: int  # 3
+
+VNET_HDR_LEN: int  # 10: the struct virtio_net_hdr before each packet of a TUN write (IFF_VNET_HDR)
 
 # --- Speck128/128 and multispeck (PROTOCOL.md section 1) ---
 def ernd(x: int, y: int, k: int) -> tuple[int, int]: ...
@@ -156,4 +160,16 @@ def icmp_too_big(
     the packet's source. None when there is nothing to answer: the packet fits, is not IPv4 or IPv6,
     is malformed, is an ICMP error itself, a later IPv4 fragment, or from or (IPv4) to an address
     no ICMP error may concern.
+    """
+
+# --- TUN writes with IFF_VNET_HDR (see rust/gro.rs) ---
+def tcp_gro(packets: Sequence[bytes], skip: int) -> list[bytes]:
+    """The TUN writes for a batch of delivered packets, each packet's IP packet at byte `skip`.
+
+    Each write is a 10-byte virtio_net_hdr and then a packet or a TCP super-packet: consecutive
+    full-size segments of one flow (same addresses, ports, ACK, options, window; IPv4 with DF and
+    no options; flags ACK or ACK|PSH; valid checksums) coalesced for the kernel to take as one
+    (GSO, NEEDS_CSUM). Any other packet follows a zero header unchanged. Writes keep each TCP
+    connection's order; a run stands where its first segment stood. A packet with nothing after
+    `skip` is left out.
     """
