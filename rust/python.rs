@@ -33,6 +33,21 @@ fn slices<'a>(packets: &'a [Bound<'_, PyBytes>]) -> Vec<&'a [u8]> {
     packets.iter().map(|p| p.as_bytes()).collect()
 }
 
+/// Each packet from byte `skip` on; ValueError if one is shorter than that.
+fn skipped<'a>(packets: &'a [Bound<'_, PyBytes>], skip: usize) -> PyResult<Vec<&'a [u8]>> {
+    slices(packets)
+        .into_iter()
+        .map(|packet| {
+            packet.get(skip..).ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "a packet of {} bytes has no byte {skip}",
+                    packet.len()
+                ))
+            })
+        })
+        .collect()
+}
+
 /// A new `bytes` of `len` bytes whose contents are not yet written, and where they lie. Unlike
 /// `PyBytes::new_with` this does not zero them, a pass that costs about what a copy does.
 ///
@@ -211,13 +226,16 @@ impl PySealer {
         })
     }
 
+    /// `skip` bytes before each IP packet are left out: the header of a TUN read (IFF_VNET_HDR).
+    #[pyo3(signature = (ip_packets, timestamp_ms, skip = 0))]
     fn seal_data_batch<'py>(
         &mut self,
         py: Python<'py>,
         ip_packets: Vec<Bound<'py, PyBytes>>,
         timestamp_ms: u64,
+        skip: usize,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let ip_packets = slices(&ip_packets);
+        let ip_packets = skipped(&ip_packets, skip)?;
         let len = link::Sealer::sealed_len(ip_packets.iter().map(|p| p.len()), HEADER_LEN)?;
         let sealer = &mut self.0;
         bytes_written_by(py, len, |out| {
@@ -310,8 +328,13 @@ fn parse_header(packet: &[u8]) -> Option<(u64, u8)> {
 }
 
 #[pyfunction]
-fn ip_destination<'py>(py: Python<'py>, ip_packet: &[u8]) -> Option<Bound<'py, PyBytes>> {
-    packet::ip_destination(ip_packet).map(|address| PyBytes::new(py, address))
+#[pyo3(signature = (ip_packet, skip = 0))]
+fn ip_destination<'py>(
+    py: Python<'py>,
+    ip_packet: &[u8],
+    skip: usize,
+) -> Option<Bound<'py, PyBytes>> {
+    packet::ip_destination(ip_packet.get(skip..)?).map(|address| PyBytes::new(py, address))
 }
 
 #[pyfunction]

@@ -87,8 +87,12 @@ class Sealer:
     def seal_batch(self, packets: Sequence[bytes]) -> bytes:
         """All frames of `packets`, in order, in one buffer (MACs computed side by side)."""
 
-    def seal_data_batch(self, ip_packets: Sequence[bytes], timestamp_ms: int) -> bytes:
-        """Wrap each IP packet as a cmd-3 mesh packet stamped `timestamp_ms`, and seal them all."""
+    def seal_data_batch(
+        self, ip_packets: Sequence[bytes], timestamp_ms: int, skip: int = 0
+    ) -> bytes:
+        """Wrap each IP packet as a cmd-3 mesh packet stamped `timestamp_ms`, and seal them all.
+
+        The first `skip` bytes of each are left out (a TUN read's header); ValueError if shorter."""
 
 @final
 class Opener:
@@ -114,8 +118,9 @@ class Opener:
 def parse_header(packet: bytes) -> tuple[int, int] | None:
     """(timestamp_ms, cmd), or None when the packet is shorter than 9 bytes."""
 
-def ip_destination(ip_packet: bytes) -> bytes | None:
-    """Destination address of an IPv4 (4 bytes) or IPv6 (16 bytes) packet, or None."""
+def ip_destination(ip_packet: bytes, skip: int = 0) -> bytes | None:
+    """Destination address of an IPv4 (4 bytes) or IPv6 (16 bytes) packet that starts at byte
+    `skip`, or None."""
 
 def make_packet(timestamp_ms: int, cmd: int, payload: bytes) -> bytes: ...
 
