@@ -271,6 +271,7 @@ def test_every_field() -> None:
         "log_level": "debug",
         "icmp_errors_per_s": 2.5,
         "icmp_error_burst": 3,
+        "tun_coalesce": False,
     }
     config = Config.from_dict(data)
     assert config.to_dict() == data

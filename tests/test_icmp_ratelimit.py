@@ -88,14 +88,20 @@ def test_a_negative_or_nan_limit_is_refused(rate: float, burst: int) -> None:
 
 
 class StandInTun:
-    """Just what Node._on_tun_readable uses of a TUN device: batches to read, writes kept."""
+    """Just what Node._on_tun_readable uses of a TUN device: batches to read, writes kept.
+
+    Each packet read comes behind a 10-byte header, as from a device with IFF_VNET_HDR."""
+
+    read_skip = 10
+    packets_written = writes = 0  # for Node.status()
 
     def __init__(self, batches: list[list[bytes]]) -> None:
         self.batches = batches
         self.written: list[bytes] = []
 
-    def read_batch(self, limit: int) -> list[bytes]:
-        return self.batches.pop(0) if self.batches else []
+    def read_batch_raw(self, limit: int) -> list[bytes]:
+        batch = self.batches.pop(0) if self.batches else []
+        return [bytes(self.read_skip) + packet for packet in batch]
 
     def write(self, packet: bytes | memoryview) -> None:
         self.written.append(bytes(packet))

@@ -165,16 +165,18 @@ def test_device_addresses_routes_and_pings_both_ways(tmp_path) -> None:
     assert "smolmesh1" not in seen["links_after_tun_close"]
 
 
-def test_read_batch_respects_the_limit_and_write_drops_non_ip(tmp_path) -> None:
+@pytest.mark.parametrize("coalesce", [True, False], ids=["vnet-header", "plain"])
+def test_read_batch_respects_the_limit_and_write_drops_non_ip(tmp_path, coalesce: bool) -> None:
     with Lab(tmp_path) as lab:
         seen = run_in_namespace(
             lab,
-            """
-            tun = LinuxTun.open()
+            f"""
+            tun = LinuxTun.open(coalesce={coalesce})
+            out = {{"coalesce": tun.coalesce}}
             with HostRoutes(tun.name) as routes:
                 routes.setup(None, V6_HERE, [V4_HERE])
                 routes.add_route(V4_THERE)
-                out = {"empty": tun.read_batch()}
+                out["empty"] = tun.read_batch()
                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 for i in range(10):
                     s.sendto(b"packet %d" % i, ("10.77.0.2", 9))
@@ -189,6 +191,7 @@ def test_read_batch_respects_the_limit_and_write_drops_non_ip(tmp_path) -> None:
             print(json.dumps(out))
             """,
         )
+    assert seen["coalesce"] is coalesce
     assert seen["empty"] == []
     assert seen["sizes"] == [3, 7]
     assert seen["payloads"] == [f"packet {i}" for i in range(10)]

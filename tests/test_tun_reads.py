@@ -18,10 +18,12 @@ from smolmesh.node import Node
 class RecordingTun:
     """A stand-in TUN device that hands out `limit` packets and remembers each limit asked."""
 
+    read_skip = 0
+
     def __init__(self) -> None:
         self.limits: list[int] = []
 
-    def read_batch(self, limit: int) -> list[bytes]:
+    def read_batch_raw(self, limit: int) -> list[bytes]:
         self.limits.append(limit)
         return [bytes([0x45]) + bytes(19)] * min(limit, 3)
 
@@ -36,7 +38,9 @@ def test_one_packet_after_a_quiet_spell_and_until_empty_when_busy(
     node._tun = tun
     routed: list[tuple[int, int]] = []
     monkeypatch.setattr(
-        node.router, "route_packets", lambda packets, ts: routed.append((len(packets), ts)) or 0
+        node.router,
+        "route_packets",
+        lambda packets, ts, skip: routed.append((len(packets), ts)) or 0,
     )
 
     node._on_tun_readable()  # the first wake-up: quiet before it

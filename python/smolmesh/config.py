@@ -85,6 +85,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str | None = None  # None: INFO, or what the command line says
     icmp_errors_per_s: IcmpErrorsPerS = tuning.ICMP_ERRORS_PER_S
     icmp_error_burst: IcmpErrorBurst = tuning.ICMP_ERROR_BURST
+    # Write runs of TCP segments for the host to the TUN device in one write each (IFF_VNET_HDR,
+    # see tun/linux.py); False: one write per packet, as before.
+    tun_coalesce: bool = True
 
     def __post_init__(self) -> None:
         # msgspec reports a ValueError raised here as a ValidationError of this message without a

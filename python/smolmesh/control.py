@@ -198,6 +198,9 @@ def format_status(status: dict[str, Any]) -> str:
         name = f"({route['name']})" if route["name"] else ""
         backups = f"  +{route['backup_paths']} backup" if route["backup_paths"] else ""
         lines.append(f"    {route['address']:<40} {name:<16} via {route['via']}{backups}")
+    if status.get("tun"):
+        packets, writes = status.get("tun_packets_written", 0), status.get("tun_writes", 0)
+        lines.append(f"  device {status['tun']}: {packets} packets to the host in {writes} writes")
     sent, suppressed = status.get("icmp_errors_sent", 0), status.get("icmp_errors_suppressed", 0)
     if sent or suppressed:  # only with an MTU above what a mesh packet holds
         lines.append(

@@ -50,7 +50,7 @@ class Link(Protocol):
     congested_since: float | None  # monotonic time the send buffer went over its mark
 
     def send_packets(self, packets: list[bytes], *, control: bool = False) -> None: ...
-    def send_data(self, ip_packets: list[bytes], timestamp_ms: int) -> None: ...
+    def send_data(self, ip_packets: list[bytes], timestamp_ms: int, skip: int = 0) -> None: ...
     def close(self, reason: str) -> None: ...
 
 
@@ -174,13 +174,15 @@ class Router:
                 if link is not source:
                     link.send_packets(flood, control=True)
 
-    def route_packets(self, ip_packets: list[bytes], timestamp_ms: int) -> int:
-        """Send IP packets of this node into the mesh; returns how many had a route."""
+    def route_packets(self, ip_packets: list[bytes], timestamp_ms: int, skip: int = 0) -> int:
+        """Send IP packets of this node into the mesh; returns how many had a route.
+
+        Each packet starts at byte `skip` (what comes before, a TUN read's header, is not sent)."""
         groups: dict[Link, list[bytes]] = {}
         next_hop = self.next_hop
         destination = _core.ip_destination
         for ip_packet in ip_packets:
-            link = next_hop.get(destination(ip_packet))  # type: ignore[arg-type]  # None: no route
+            link = next_hop.get(destination(ip_packet, skip))  # type: ignore[arg-type]  # None: no route
             if link is not None:
                 batch = groups.get(link)
                 if batch is None:
@@ -189,7 +191,7 @@ class Router:
                     batch.append(ip_packet)
         routed = 0
         for link, batch in groups.items():
-            link.send_data(batch, timestamp_ms)
+            link.send_data(batch, timestamp_ms, skip)
             routed += len(batch)
         return routed
 

@@ -205,14 +205,15 @@ class LegacyTcpLink(asyncio.Protocol):
         self.bytes_sent += len(wire)
         self.transport.write(wire)
 
-    def send_data(self, ip_packets: list[bytes], timestamp_ms: int) -> None:
-        """Wrap this node's IP packets as cmd-3 mesh packets, seal and send them in one write."""
+    def send_data(self, ip_packets: list[bytes], timestamp_ms: int, skip: int = 0) -> None:
+        """Wrap this node's IP packets (from byte `skip` on) as cmd-3 mesh packets, seal and send
+        them in one write."""
         if not self.is_up or self._sealer is None or self.transport is None:
             return
         if self.congested_since is not None:
             self.packets_dropped += len(ip_packets)
             return
-        wire = self._sealer.seal_data_batch(ip_packets, timestamp_ms)
+        wire = self._sealer.seal_data_batch(ip_packets, timestamp_ms, skip)
         self.bytes_sent += len(wire)
         self.transport.write(wire)
 

@@ -19,10 +19,13 @@ __all__ = ["Tun", "open_tun"]
 class Tun(Protocol):
     name: str
     mtu: int
+    read_skip: int  # bytes before the IP packet in what `read_batch_raw` returns
 
     def fileno(self) -> int: ...
 
     def read_batch(self, limit: int = 64) -> list[bytes]: ...
+
+    def read_batch_raw(self, limit: int = 64) -> list[bytes]: ...
 
     def write(self, packet: bytes | bytearray | memoryview) -> bool: ...
 
