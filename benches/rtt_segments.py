@@ -69,13 +69,13 @@ class Syscall:
 
 # 531.185 ( 0.030 ms): python3/2384 write(fd: 12, buf: 0x7f.., count: 84) = 84
 _CALL = re.compile(
-    r"^\s*(?P<at>[\d.]+) \(\s*[\d.]*(?: ms)?\s*\): \S+/(?P<pid>\d+) (?P<op>read|write)"
+    r"^\s*(?P<at>[\d.]+) \(\s*[\d.]*(?: ms)?\s*\): \S+/(?P<pid>\d+) (?P<op>read|writev|write)"
     r"\(fd: (?P<fd>\d+)[^,]*,.*?\)\s*(?:= (?P<result>-?\d+)|\.\.\.)"
 )
 # 531.307 ( 0.035 ms): python3/2384  ... [continued]: write())  = 111
 _CONTINUED = re.compile(
     r"^\s*[\d.]+ \(\s*[\d.]*(?: ms)?\s*\): \S+/(?P<pid>\d+)\s+\.\.\. \[continued\]: "
-    r"(?P<op>read|write)\(\)\)\s*= (?P<result>-?\d+)"
+    r"(?P<op>read|writev|write)\(\)\)\s*= (?P<result>-?\d+)"
 )
 
 
@@ -104,14 +104,16 @@ def parse_perf_trace(text: str, fds: dict[tuple[int, int], str]) -> list[Syscall
             device = fds.get((pid, int(found["fd"])))
             if device is None:
                 continue
-            call = Syscall(float(found["at"]) * 1000, pid, found["op"], device)
+            op = "write" if found["op"] == "writev" else found["op"]  # a TUN write with a header
+            call = Syscall(float(found["at"]) * 1000, pid, op, device)
             if found["result"] is None:
                 unfinished[pid] = call
             elif int(found["result"]) > 0:
                 calls.append(call)
         elif found := _CONTINUED.match(line):
             call = unfinished.pop(int(found["pid"]), None)
-            if call is not None and call.op == found["op"] and int(found["result"]) > 0:
+            op = "write" if found["op"] == "writev" else found["op"]
+            if call is not None and call.op == op and int(found["result"]) > 0:
                 calls.append(call)
     return sorted(calls, key=lambda call: call.at_us)
 
@@ -180,7 +182,7 @@ def traced_round_trips(
     Returns the round trips found in the trace, and ping's own average (milliseconds)."""
     fds = devices(a) | devices(b)
     trace_path = row_chain.log_dir / f"perf-trace-{row_chain.number}.txt"
-    argv = ["perf", "trace", "-e", "read,write", "-o", str(trace_path), "--pid", f"{a},{b}"]
+    argv = ["perf", "trace", "-e", "read,write,writev", "-o", str(trace_path), "--pid", f"{a},{b}"]
     perf = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(PERF_START_S)

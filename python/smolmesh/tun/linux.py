@@ -193,9 +193,10 @@ class LinuxTun:
         write, fd = os.write, self._fd
         taken = writes = 0
         batch = packets if isinstance(packets, list) else list(packets)
-        if self.coalesce and batch and len(batch[0]) - skip > _COALESCE_AT_MOST:
-            # Segments this long gain little from runs (two make a GSO packet) and would cost a
-            # copy and a checksum pass: each goes out alone, behind a header that says so.
+        if self.coalesce and (len(batch) < 2 or len(batch[0]) - skip > _COALESCE_AT_MOST):
+            # A lone packet has nothing to join (and an idle round trip is spared a call into
+            # Rust); segments this long gain little from runs (two make a GSO packet) and would
+            # cost a copy and a checksum pass. Each goes out alone, behind a header that says so.
             writev = os.writev
             no_offload: list[bytes | bytearray | memoryview] = [_NO_OFFLOAD, b""]
             for packet in batch:
