@@ -1,8 +1,8 @@
 """The Linux TUN device: one file descriptor that carries whole IP packets.
 
 The node opens the device once, watches `fileno()` with the event loop's `add_reader`, and on
-each wake-up reads it with `read_batch()` (until it is empty when busy, one packet after a quiet
-spell: see `Node._on_tun_readable`); packets for this host go back with `write()` or
+each wake-up reads it with `read_batch_raw()` (until it is empty when busy, one packet after a
+quiet spell: see `Node._on_tun_readable`); packets for this host go back with `write()` or
 `write_batch()`. The fd is non-blocking, so a read past the last queued packet ends the batch
 instead of stalling the loop. Addresses, routes and link state are netlink's job
 (`smolmesh.netlink`).
@@ -16,12 +16,13 @@ the read), even if the MTU grows under us.
 
 Coalesced writes. The device is opened with IFF_VNET_HDR, so every read and write starts with a
 10-byte `struct virtio_net_hdr`. Reads carry no offload (the node never asks for any with
-TUNSETOFFLOAD, so the host hands over whole, checksummed packets) and the header is cut off.
+TUNSETOFFLOAD, so the host hands over whole, checksummed packets): `read_batch` cuts the header
+off, `read_batch_raw` leaves it for the sealer to skip (`read_skip`), so the node copies nothing.
 `write_batch` hands the packets to `_core.tcp_gro`, which joins consecutive TCP segments of one
 flow into one GSO packet with a header that tells the host how it was cut (as wireguard-go does
 on its TUN device): the host's TCP stack then takes a run of segments in one write instead of a
-write, a receive path and often a wake-up of the application each. At MTU 1500 that made a
-receiving node about 80% faster. Any other packet goes out alone behind a zero header. A kernel
+write, a receive path and often a wake-up of the application each. At MTU 1500 two nodes
+carried 55-65% more with it (README, Performance). Any other packet goes out alone behind a zero header. A kernel
 that refuses IFF_VNET_HDR gets the plain device (`coalesce` False).
 """
 
