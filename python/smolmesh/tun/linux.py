@@ -22,8 +22,8 @@ off, `read_batch_raw` leaves it for the sealer to skip (`read_skip`), so the nod
 flow into one GSO packet with a header that tells the host how it was cut (as wireguard-go does
 on its TUN device): the host's TCP stack then takes a run of segments in one write instead of a
 write, a receive path and often a wake-up of the application each. At MTU 1500 two nodes
-carried 55-65% more with it (README, Performance). Any other packet goes out alone behind a zero header. A kernel
-that refuses IFF_VNET_HDR gets the plain device (`coalesce` False).
+carried 55-65% more with it (README, Performance). Any other packet goes out alone behind a zero
+header. A kernel that refuses IFF_VNET_HDR gets the plain device (`coalesce` False).
 """
 
 from __future__ import annotations
