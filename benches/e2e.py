@@ -2,6 +2,7 @@
 
 Run as root:  python3 benches/e2e.py [--seconds 10] [--mtu 1500] [--smolmesh-mtu N]
                                      [--only smolmesh,wireguard,veth] [--repeat N] [--json PATH]
+                                     [--smolmesh2 PATH]
 
 Each row builds its own chain of network namespaces joined by veth pairs (smolmesh.lab, through
 benches/e2e_lab.py), lays a tunnel over them (benches/e2e_tunnels.py), then measures with iperf3
@@ -9,7 +10,9 @@ and ping (benches/e2e_measure.py): 1 and 4 TCP streams for --seconds each, the i
 the CPU seconds the VPN processes spent per GB carried (kernel work, such as the veth and TCP
 itself, is not counted). With --repeat N the rows run N times in turn and the table shows each
 figure's median; the goals (benches/e2e_goals.py) are ratios between rows of one round, listed
-per round with their median. Everything is removed when a row ends, also on error or Ctrl-C.
+per round with their median. With --smolmesh2 PATH (a binary of the reference implementation)
+two more rows run it, 2 nodes and the 3-node chain, at its own MTU of 1500. Everything is removed
+when a row ends, also on error or Ctrl-C.
 The exit status is 0 when every row ran, 1 when a row failed, 2 when the bench cannot start.
 """
 
@@ -32,9 +35,9 @@ from pathlib import Path
 from e2e_goals import format_goals, goal_results, goals
 from e2e_lab import BenchError, Chain, chain
 from e2e_measure import measure
-from e2e_tunnels import Tunnel, smolmesh, wireguard
+from e2e_tunnels import Tunnel, smolmesh, smolmesh2, wireguard
 
-GROUPS = ("veth", "wireguard", "smolmesh")
+GROUPS = ("veth", "wireguard", "smolmesh", "smolmesh2")
 # tool -> Debian package
 TOOLS = {
     "iperf3": "iperf3",
@@ -48,6 +51,8 @@ TOOLS = {
 WIREGUARD_TOOLS = ("wireguard-go", "wg")
 WIREGUARD_DEFAULT_MTU = 1420  # what wg-quick picks over a 1500-byte link
 REFERENCE_ROW = "wireguard-go @{mtu}"
+SMOLMESH2_ROW = "smolmesh2 @1500 (its own MTU)"
+SMOLMESH2_CHAIN_ROW = "smolmesh2 3-node chain @1500"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -70,8 +75,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--wait", type=float, default=30.0, help="seconds a smolmesh tunnel may take to answer ping"
     )
+    parser.add_argument(
+        "--smolmesh2",
+        default=None,
+        metavar="PATH",
+        help="a smolmesh2 binary: adds its 2-node and 3-node chain rows",
+    )
     args = parser.parse_args(argv)
     args.only = [g.strip() for g in args.only.split(",") if g.strip()]
+    if args.smolmesh2 is None:
+        args.only = [g for g in args.only if g != "smolmesh2"]
+    elif not (os.path.isfile(args.smolmesh2) and os.access(args.smolmesh2, os.X_OK)):
+        parser.error(f"--smolmesh2: {args.smolmesh2} is not an executable file")
     unknown = set(args.only) - set(GROUPS)
     if unknown or not args.only:
         parser.error(f"--only takes some of {','.join(GROUPS)}, not {','.join(sorted(unknown))}")
@@ -154,6 +169,9 @@ def plan(args: argparse.Namespace) -> list[Row]:
     def smolmesh_row(nodes: int, sm_mtu: int | None) -> RowMeasure:
         return tunnel_row(nodes, lambda row_chain: smolmesh(row_chain, sm_mtu, args.wait))
 
+    def smolmesh2_row(nodes: int) -> RowMeasure:
+        return tunnel_row(nodes, lambda row_chain: smolmesh2(row_chain, args.smolmesh2, args.wait))
+
     default_label, chain_label = default_labels(args)
     rows: list[Row] = [
         ("veth", "bare veth", veth_row),
@@ -163,6 +181,8 @@ def plan(args: argparse.Namespace) -> list[Row]:
         ("smolmesh", f"smolmesh 3-node chain @{mtu}", smolmesh_row(3, mtu)),
         ("smolmesh", chain_label, smolmesh_row(3, args.smolmesh_mtu)),
         ("wireguard", f"wireguard-go 3-node chain @{mtu}", wireguard_row(3, mtu)),
+        ("smolmesh2", SMOLMESH2_ROW, smolmesh2_row(2)),
+        ("smolmesh2", SMOLMESH2_CHAIN_ROW, smolmesh2_row(3)),
     ]
     if mtu != WIREGUARD_DEFAULT_MTU:
         rows.insert(
@@ -302,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     rounds = [run_rows(rows, log_root, n, args.repeat) for n in range(1, args.repeat + 1)]
     results = medians(rounds)
     add_ratios(results, reference)
-    goal_list = goal_results(goals(args.mtu, *default_labels(args)), rounds)
+    smolmesh2_rows = (SMOLMESH2_ROW, SMOLMESH2_CHAIN_ROW) if "smolmesh2" in args.only else None
+    goal_list = goal_results(goals(args.mtu, *default_labels(args), smolmesh2_rows), rounds)
     print(format_table(info, args, results, reference), flush=True)
     print(format_goals(goal_list), flush=True)
     failed = any(r["status"] != "ok" for rows_of_round in rounds for r in rows_of_round)

@@ -35,10 +35,27 @@ class Goal:
         return "-" if self.at_most is None else f"<= {self.at_most}"
 
 
-def goals(mtu: int, default_label: str, chain_default_label: str) -> list[Goal]:
+def goals(
+    mtu: int,
+    default_label: str,
+    chain_default_label: str,
+    smolmesh2_rows: tuple[str, str] | None = None,
+) -> list[Goal]:
+    """The issue's goals; with smolmesh2's (2-node, chain) row labels, also smolmesh against it."""
     wireguard = f"wireguard-go @{mtu}"
     smolmesh = f"smolmesh @{mtu}"
     chain = f"smolmesh 3-node chain @{mtu}"
+    against_smolmesh2 = []
+    if smolmesh2_rows is not None:
+        two, three = smolmesh2_rows
+        # smolmesh is to be faster than the implementation it replaces, at the same MTU and
+        # at its own default, and no slower to answer.
+        against_smolmesh2 = [
+            Goal(f"1 stream @{mtu}, x {two}", smolmesh, two, "gbps_1", at_least=1.0),
+            Goal(f"1 stream @default MTU, x {two}", default_label, two, "gbps_1", at_least=1.0),
+            Goal(f"3-node chain @{mtu}, x {three}", chain, three, "gbps_1", at_least=1.0),
+            Goal(f"idle ping RTT @{mtu}, x {two}", smolmesh, two, "rtt_ms", at_most=1.0),
+        ]
     return [
         Goal(f"1 stream @{mtu}, x {wireguard}", smolmesh, wireguard, "gbps_1", at_least=1.0),
         Goal(f"1 stream @default MTU, x {wireguard}", default_label, wireguard, "gbps_1", 2.0),
@@ -58,6 +75,7 @@ def goals(mtu: int, default_label: str, chain_default_label: str) -> list[Goal]:
             wireguard,
             "gbps_1",
         ),
+        *against_smolmesh2,
     ]
 
 

@@ -1,4 +1,5 @@
-"""The tunnels under test, laid over a Chain of veth-linked namespaces: wireguard-go and smolmesh.
+"""The tunnels under test, laid over a Chain of veth-linked namespaces: wireguard-go, smolmesh and,
+when the bench is given a binary of it, the reference smolmesh2.
 
 Each setup starts one VPN process per node, waits until the last node answers ping from the first
 through the tunnel, and returns the tunnel address of every node and the VPN processes' PIDs. In a
@@ -169,6 +170,33 @@ def smolmesh(chain: Chain, mtu: int | None, wait_s: float) -> Tunnel:
     try:
         wait_until(
             f"ping through smolmesh to {addresses[-1]}",
+            lambda: ping_answers(chain, 0, addresses[-1]),
+            wait_s,
+            lambda: _deaths(procs, names),
+        )
+    except BenchError as exc:
+        raise BenchError(f"{exc}\n{_log_tails(procs)}") from exc
+    return Tunnel(addresses, [p.pid for p in procs], _link_mtu(chain, 0, SMOLMESH_TUN))
+
+
+def smolmesh2(chain: Chain, binary: str, wait_s: float) -> Tunnel:
+    """`SMOLMESH2 meshnode CONFIG` per node: the reference implementation, with smolmesh's configs.
+
+    smolmesh2 reads the same file (it ignores the fields it does not know, such as `mtu`) and
+    keeps its device at the kernel's default MTU, 1500. It learns routes only from announcements
+    every 5-10 s, so the first ping may wait that long."""
+    addresses = [f"10.205.0.{node + 1}" for node in range(chain.nodes)]
+    names = [f"smolmesh2 node {NODE_LETTERS[n]}" for n in range(chain.nodes)]
+    procs = []
+    for node in range(chain.nodes):
+        config = smolmesh_config(chain, node, None)
+        path = chain.lab.write_config(config)
+        procs.append(
+            chain.spawn(node, [binary, "meshnode", str(path)], f"{config['node_name']}.log")
+        )
+    try:
+        wait_until(
+            f"ping through smolmesh2 to {addresses[-1]}",
             lambda: ping_answers(chain, 0, addresses[-1]),
             wait_s,
             lambda: _deaths(procs, names),

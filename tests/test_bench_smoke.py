@@ -62,6 +62,39 @@ def test_bench_runs_every_row_and_prints_the_table(tmp_path: Path) -> None:
         assert goal["goal"] in done.stdout
 
 
+def test_bench_refuses_a_smolmesh2_that_is_not_a_program(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--smolmesh2", str(tmp_path / "nothing-here")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "is not an executable file" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(
+    not os.environ.get("SMOLMESH2_BIN"),
+    reason="SMOLMESH2_BIN names no smolmesh2 binary (see tests/test_interop_smolmesh2.py)",
+)
+def test_bench_runs_smolmesh2_beside_smolmesh(tmp_path: Path) -> None:
+    result_path = tmp_path / "e2e.json"
+    argv = [sys.executable, str(BENCH), "--seconds", "1", "--only", "smolmesh,smolmesh2"]
+    argv += ["--smolmesh2", os.environ["SMOLMESH2_BIN"], "--json", str(result_path)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads(result_path.read_text())
+    smolmesh2_rows = [row for row in results["rows"] if row["group"] == "smolmesh2"]
+    assert [row["row"] for row in smolmesh2_rows] == [
+        "smolmesh2 @1500 (its own MTU)",
+        "smolmesh2 3-node chain @1500",
+    ]
+    assert all(row["gbps_1"] > 0 and row["mtu"] == 1500 for row in smolmesh2_rows), smolmesh2_rows
+    against = [goal for goal in results["goals"] if "x smolmesh2" in goal["goal"]]
+    assert len(against) == 4 and all(goal["measured"] for goal in against), against
+
+
 BENCHES = BENCH.parent
 
 
