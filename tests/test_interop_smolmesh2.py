@@ -1,0 +1,289 @@
+"""smolmesh against the real smolmesh2 binary: two nodes, and lines of three where each relays
+for the other, in network namespaces, each node its own process with a TUN device.
+
+Opt-in: set SMOLMESH2_BIN to a smolmesh2 executable (README, "What the tests show", says how to
+build one); without it every test here is skipped. smolmesh2 runs as `smolmesh2 meshnode
+CONFIG.json` with the same config file as smolmesh; its device is always `smolmesh1` at the
+kernel's default MTU, 1500, and it listens on IPv4 only and dials IPv4 literals only, so every
+link here runs over the veth's IPv4 addresses. smolmesh runs at its default MTU, 32768: TCP's
+MSS is what lets the two talk, and the transfers here show the MSS each connection agreed on.
+
+smolmesh2 announces itself every 5-10 s and not when a link comes up, so a smolmesh node learns
+a smolmesh2 node up to 10 s after the link is up; that wait dominates the run time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netns import Lab, Proc, tcp_connect, tcp_listen, wait_until
+from smolmesh import tuning
+from test_e2e_basic import SINK
+from test_e2e_kit import KEY, PORT, node_address, smolmesh_command, start_node, wait_route, wait_up
+
+SMOLMESH2_BIN = os.environ.get("SMOLMESH2_BIN", "")
+pytestmark = pytest.mark.skipif(
+    not (os.path.isfile(SMOLMESH2_BIN) and os.access(SMOLMESH2_BIN, os.X_OK)),
+    reason="set SMOLMESH2_BIN to a smolmesh2 executable to run smolmesh against it",
+)
+
+TUN = "smolmesh1"
+SMOLMESH2_MTU = 1500  # smolmesh2 never sets its device's MTU: the kernel's default for a TUN
+# Seconds for a route to a smolmesh2 node: its next announcement comes 5-10 s after its last.
+ROUTE_TIMEOUT = 25.0
+PAYLOAD_BYTES = 4 * 1024 * 1024
+# Node names carry the PID: a smolmesh node serves its status at /run/smolmesh/<name>.sock, one
+# directory for every namespace, and concurrent runs must not share one.
+PID = os.getpid()
+
+# A TCP source: sends the file argv[2] to [argv[1]]:7000, prints the MSS the connection agreed
+# on (TCP_MAXSEG: the most payload one segment carries, less TCP options), and closes its side.
+SOURCE_MSS = """
+import socket, sys
+with socket.create_connection((sys.argv[1], 7000), timeout=30) as conn:
+    print("mss", conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG), flush=True)
+    with open(sys.argv[2], "rb") as file:
+        conn.sendfile(file)
+    conn.shutdown(socket.SHUT_WR)
+    conn.recv(1)
+"""
+
+
+# ----------------------------------------------------------------------------------------------
+# smolmesh2 nodes
+
+
+def start_smolmesh2(lab: Lab, ns: str, config: dict[str, Any]) -> Proc:
+    """Run `smolmesh2 meshnode CONFIG` in ns and wait until its device carries its address and,
+    if it has a listen transport, until it listens: then a peer's first dial succeeds (a failed
+    dial of smolmesh2 is retried only 5-10 s later)."""
+    path = lab.write_config(config)
+    proc = lab.spawn(ns, [SMOLMESH2_BIN, "meshnode", str(path)], f"{config['node_name']}.log")
+    address = node_address(config["node_name"])
+    ports = [t["port"] for t in config["transports"] if t["type"] == "legacy_tcp_listen"]
+
+    def ready() -> bool:
+        if not proc.alive:
+            return True  # reported below
+        shown = lab.run(ns, ["ip", "-o", "addr", "show", "dev", TUN], check=False).stdout
+        listening = lab.run(ns, ["ss", "-Hltn"], check=False).stdout
+        return address in shown and all(f":{port} " in listening for port in ports)
+
+    assert wait_until(ready, timeout=20), f"smolmesh2 not up within 20 s:\n{proc.log()}"
+    assert proc.alive, f"smolmesh2 exited {proc.returncode}:\n{proc.log()}"
+    return proc
+
+
+def host_routes(lab: Lab, ns: str) -> list[str]:
+    """The destinations of the host routes through the TUN device in ns, both families."""
+    shown = lab.run(ns, ["ip", "-6", "route", "show", "dev", TUN], check=False).stdout
+    shown += lab.run(ns, ["ip", "-4", "route", "show", "dev", TUN], check=False).stdout
+    return [line.split()[0] for line in shown.splitlines() if line.strip()]
+
+
+def wait_host_routes(lab: Lab, ns: str, destinations: list[str], proc: Proc) -> None:
+    """Wait until the node in ns (either kind) has put host routes to all `destinations`."""
+    found = wait_until(lambda: set(destinations) <= set(host_routes(lab, ns)), ROUTE_TIMEOUT)
+    assert found, f"routes in {ns}: {host_routes(lab, ns)}, wanted {destinations}:\n{proc.log()}"
+
+
+def wait_smolmesh_route_v4(proc: Proc, address: str) -> None:
+    pattern = rf"route to {re.escape(address)}\b[^\n]* learnt via"
+    assert proc.wait_for_log(pattern, ROUTE_TIMEOUT), f"no route to {address}:\n{proc.log()}"
+
+
+def device_mtu(lab: Lab, ns: str) -> int:
+    words = lab.run(ns, ["ip", "-o", "link", "show", TUN]).stdout.split()
+    return int(words[words.index("mtu") + 1])
+
+
+# ----------------------------------------------------------------------------------------------
+# Traffic
+
+
+def ping_all(lab: Lab, pairs: list[tuple[str, str]], size: int | None = None) -> None:
+    """Ping each (namespace, address) pair 3 times; all replies must come."""
+    for source, target in pairs:
+        if size is None:
+            result = lab.ping(source, target, count=3, timeout=10)
+            assert result.ok, (source, target, result)
+        else:
+            argv = ["ping", "-n", "-c", "2", "-W", "5", "-s", str(size), target]
+            done = lab.run(source, argv, check=False)
+            assert done.returncode == 0, (source, target, size, done.stdout, done.stderr)
+
+
+def transfer(lab: Lab, source: str, sink_ns: str, target: str, payload: Path, tag: str) -> int:
+    """Send payload from ns `source` to [target]:7000 in `sink_ns`, check its length and sha256
+    at the sink, and return the MSS the sender's connection agreed on."""
+    sink = lab.spawn(sink_ns, [sys.executable, "-c", SINK], f"sink-{tag}.log")
+    assert sink.wait_for_log("listening", timeout=20), sink.log()
+    sent = lab.run(source, [sys.executable, "-c", SOURCE_MSS, target, str(payload)], timeout=120)
+    received = sink.wait_for_log(r"received (\d+) (\w+)", timeout=30)
+    assert received, sink.log()
+    data = payload.read_bytes()
+    assert (int(received[1]), received[2]) == (len(data), hashlib.sha256(data).hexdigest()), tag
+    mss = re.search(r"mss (\d+)", sent.stdout)
+    assert mss, sent.stdout
+    print(f"{tag}: {len(data)} bytes intact, MSS {mss[1]}")
+    return int(mss[1])
+
+
+def mss_limit(target: str) -> int:
+    """The largest MSS a 1500-byte MTU allows: less the IPv6 or IPv4 header and the TCP header."""
+    return SMOLMESH2_MTU - (60 if ":" in target else 40)
+
+
+def status_json(name: str) -> dict[str, Any]:
+    done = subprocess.run([*smolmesh_command(), "status", name, "--json"], capture_output=True,
+                          text=True, timeout=30)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
+# Tests
+
+
+def test_both_commands_print_the_same_node_addresses() -> None:
+    for name in ("example_node", f"interop-{PID}", "ünïcode node"):
+        ours = subprocess.run([*smolmesh_command(), "name-to-ipv6", name], capture_output=True,
+                              text=True, timeout=30, check=True).stdout  # fmt: skip
+        theirs = subprocess.run([SMOLMESH2_BIN, "name-to-ipv6", name], capture_output=True,
+                                text=True, timeout=30, check=True).stdout  # fmt: skip
+        assert ours.strip() == theirs.strip() != ""
+
+
+@pytest.mark.parametrize("smolmesh_listens", [True, False], ids=["smolmesh-listens", "dials"])
+def test_smolmesh_and_smolmesh2_ping_carry_tcp_both_ways_and_status_shows_the_peer(
+    tmp_path, smolmesh_listens: bool
+) -> None:
+    ours, theirs = f"interop-ours-{PID}", f"interop-theirs-{PID}"
+    ours_v4, theirs_v4 = "10.250.0.1", "10.250.0.2"
+    with Lab(tmp_path) as lab:
+        a, b = lab.namespace(), lab.namespace()  # a: smolmesh, b: smolmesh2
+        veth = lab.link(a, b)
+        ours_transport = (
+            tcp_listen(PORT, [KEY]) if smolmesh_listens else tcp_connect(veth.ipv4_b, PORT, KEY)
+        )
+        theirs_transport = (
+            tcp_connect(veth.ipv4_a, PORT, KEY) if smolmesh_listens else tcp_listen(PORT, [KEY])
+        )
+        ours_config = lab.node_config(ours, [ours_transport], ipv4_addresses=[ours_v4], mtu=None)
+        theirs_config = lab.node_config(theirs, [theirs_transport], ipv4_addresses=[theirs_v4])
+        if smolmesh_listens:  # the listener first, so the first dial succeeds
+            node = start_node(lab, a, ours_config)
+            wait_up(node)
+            peer = start_smolmesh2(lab, b, theirs_config)
+        else:
+            peer = start_smolmesh2(lab, b, theirs_config)
+            node = start_node(lab, a, ours_config)
+            wait_up(node)
+        assert node.wait_for_log(r"link \S+ up", timeout=20), node.log()
+
+        # Each learns the other's node address and IPv4 address from its announcements.
+        wait_route(node, theirs, timeout=ROUTE_TIMEOUT)
+        wait_smolmesh_route_v4(node, theirs_v4)
+        wait_host_routes(lab, a, [node_address(theirs), theirs_v4], node)
+        wait_host_routes(lab, b, [node_address(ours), ours_v4], peer)
+        assert device_mtu(lab, a) == tuning.DEFAULT_MTU > SMOLMESH2_MTU
+        assert device_mtu(lab, b) == SMOLMESH2_MTU
+
+        ping_all(lab, [(a, node_address(theirs)), (a, theirs_v4),
+                       (b, node_address(ours)), (b, ours_v4)])  # fmt: skip
+        # Packets larger than smolmesh2's MTU: smolmesh sends them whole, smolmesh2's host
+        # fragments its replies, smolmesh's host reassembles them; and the other way round.
+        ping_all(lab, [(a, node_address(theirs)), (a, theirs_v4),
+                       (b, node_address(ours)), (b, ours_v4)], size=20000)  # fmt: skip
+
+        payload = tmp_path / "payload"
+        payload.write_bytes(os.urandom(PAYLOAD_BYTES))
+        # From the 32768-MTU side, TCP sends segments that fit smolmesh2's 1500: the MSS of the
+        # connection is what smolmesh2's host announced, not what smolmesh's device would take.
+        for source, sink_ns, target, tag in (
+            (a, b, node_address(theirs), "smolmesh->smolmesh2 v6"),
+            (a, b, theirs_v4, "smolmesh->smolmesh2 v4"),
+            (b, a, node_address(ours), "smolmesh2->smolmesh v6"),
+            (b, a, ours_v4, "smolmesh2->smolmesh v4"),
+        ):
+            assert transfer(lab, source, sink_ns, target, payload, tag) <= mss_limit(target)
+
+        # What `smolmesh status` shows of the smolmesh2 peer.
+        seen = status_json(ours)
+        assert [link["outgoing"] for link in seen["links"]] == [not smolmesh_listens]
+        link = seen["links"][0]
+        assert link["bytes_received"] > 2 * PAYLOAD_BYTES, link
+        assert link["bytes_sent"] > 2 * PAYLOAD_BYTES, link
+        routes = {route["address"]: route for route in seen["routes"]}
+        assert routes[node_address(theirs)]["name"] == theirs, routes
+        assert routes[node_address(theirs)]["via"] == link["peer"], routes
+        assert routes[theirs_v4]["via"] == link["peer"], routes
+        text = subprocess.run([*smolmesh_command(), "status", ours], capture_output=True,
+                              text=True, timeout=30).stdout  # fmt: skip
+        print(text)
+        assert "links (1):" in text and f"({theirs})" in text and theirs_v4 in text, text
+        assert node.alive and peer.alive, (node.log(), peer.log())
+
+
+@pytest.mark.parametrize(
+    "kinds",
+    [("smolmesh", "smolmesh2", "smolmesh"), ("smolmesh2", "smolmesh", "smolmesh2")],
+    ids=["smolmesh2-relays", "smolmesh-relays"],
+)
+def test_line_of_three_with_the_other_kind_in_between_carries_ping_and_tcp(
+    tmp_path, kinds: tuple[str, str, str]
+) -> None:
+    names = [f"interop-line-{end}-{PID}" for end in "lmr"]
+    v4 = ["10.250.0.1", "10.250.0.2", "10.250.0.3"]
+    with Lab(tmp_path) as lab:
+        spaces = [lab.namespace() for _ in names]
+        veths = [lab.link(spaces[0], spaces[1]), lab.link(spaces[1], spaces[2])]
+        # Left listens, the middle dials left and listens, right dials the middle: both kinds
+        # dial and are dialled. Each is started after the node it dials.
+        transports = [
+            [tcp_listen(PORT, [KEY])],
+            [tcp_connect(veths[0].ipv4_a, PORT, KEY), tcp_listen(PORT, [KEY])],
+            [tcp_connect(veths[1].ipv4_a, PORT, KEY)],
+        ]
+        procs = []
+        for i, kind in enumerate(kinds):
+            if kind == "smolmesh":
+                config = lab.node_config(names[i], transports[i], ipv4_addresses=[v4[i]], mtu=None)
+                procs.append(start_node(lab, spaces[i], config))
+                wait_up(procs[i])
+            else:
+                config = lab.node_config(names[i], transports[i], ipv4_addresses=[v4[i]])
+                procs.append(start_smolmesh2(lab, spaces[i], config))
+
+        left, right = spaces[0], spaces[2]
+        wait_host_routes(lab, left, [node_address(names[2]), v4[2]], procs[0])
+        wait_host_routes(lab, right, [node_address(names[0]), v4[0]], procs[2])
+        if kinds[1] == "smolmesh":  # the relay knows both ends
+            wait_route(procs[1], names[0], timeout=ROUTE_TIMEOUT)
+            wait_route(procs[1], names[2], timeout=ROUTE_TIMEOUT)
+
+        ping_all(lab, [(left, node_address(names[2])), (left, v4[2]),
+                       (right, node_address(names[0])), (right, v4[0])])  # fmt: skip
+
+        payload = tmp_path / "payload"
+        payload.write_bytes(os.urandom(PAYLOAD_BYTES))
+        for source, sink_ns, target, tag in (
+            (left, right, node_address(names[2]), f"{kinds[0]}->{kinds[2]} v6"),
+            (right, left, v4[0], f"{kinds[2]}->{kinds[0]} v4"),
+        ):
+            mss = transfer(lab, source, sink_ns, target, payload, tag)
+            if kinds[0] == "smolmesh":  # smolmesh2 relays mesh packets larger than its own MTU
+                assert mss > SMOLMESH2_MTU, (tag, mss)
+            else:
+                assert mss <= mss_limit(target), (tag, mss)
+        assert all(proc.alive for proc in procs), [proc.log_tail() for proc in procs]
