@@ -43,14 +43,16 @@ pub struct Accepted<'a> {
     pub timestamp_ms: u64,
     pub key: &'a [u8],
     pub packet: &'a [u8],
-    /// False for an announcement seen before: the router notes the link it came over as a
-    /// backup path to the address, and neither acts on it further nor forwards it.
+    /// False for a packet seen before, which is not acted on or forwarded again. The router
+    /// still learns from where it came: a repeated announcement marks its link as a backup path
+    /// to the address, and a data packet from the very link our route to its destination leads
+    /// over shows that the peer there routes through us.
     pub fresh: bool,
 }
 
 /// Steps 1-3 and 6 of PROTOCOL.md §3 and the payload checks of steps 4 and 5, over a batch in
 /// order. Packets dropped before step 3 are not remembered by `seen`; those dropped after are.
-/// Duplicate data packets are dropped; duplicate announcements come back with `fresh` false.
+/// Duplicates come back with `fresh` false.
 pub fn triage<'a>(
     packets: &[&'a [u8]],
     now_ms: u64,
@@ -70,7 +72,7 @@ pub fn triage<'a>(
                 CMD_NAME => payload,
                 CMD_IPV6 if payload.len() == 16 => payload,
                 CMD_IPV4 if payload.len() == 4 => payload,
-                CMD_DATA if fresh => ip_destination(payload)?,
+                CMD_DATA => ip_destination(payload)?,
                 _ => return None,
             };
             Some(Accepted {
@@ -157,10 +159,13 @@ mod tests {
             .enumerate()
             .all(|(i, a)| a.index == i && a.packet == batch[i]));
         assert!(got.iter().all(|a| a.fresh));
-        // Seen again: data is dropped, announcements come back as stale backup-path hints.
+        // Seen again: every packet comes back, not fresh, with its key (what the router learns
+        // from: backup paths, and routes that lead back to us).
         let again = triage(&batch, NOW, &mut seen);
-        let stale: Vec<(usize, bool)> = again.iter().map(|a| (a.index, a.fresh)).collect();
-        assert_eq!(stale, vec![(0, false), (1, false), (2, false)]);
+        let stale: Vec<(usize, bool, &[u8])> =
+            again.iter().map(|a| (a.index, a.fresh, a.key)).collect();
+        let keys: Vec<(usize, bool, &[u8])> = got.iter().map(|a| (a.index, false, a.key)).collect();
+        assert_eq!(stale, keys);
     }
 
     #[test]

@@ -145,7 +145,8 @@ def test_router_detours_a_packet_sent_back_over_its_own_route() -> None:
     """What the diamond above can run into: B's route to D runs through A (A's copy of D's newer
     announcement reached B first) while A's runs through B (A's link to C went down). A packet
     from A to D then reaches B over the link B's route points to; B sends it on over its backup
-    path, straight to D, instead of back to A, which would drop it as a duplicate."""
+    path, straight to D, instead of back to A, which would drop it as a duplicate, and its route
+    to D leaves A for good."""
     router = Router([node_address_bytes("b")], lambda packets: None)
     to_a, to_d = FakeLink("a"), FakeLink("d")
     router.link_up(to_a)
@@ -162,6 +163,79 @@ def test_router_detours_a_packet_sent_back_over_its_own_route() -> None:
     data = _core.make_packet(now, _core.CMD_DATA, ipv6)
     router.on_packets(to_a, [data])
     assert to_d.sent == [data] and to_a.sent == []
+    assert router.routes[node_address_bytes("d")].link is to_d
+    assert to_a not in router.routes[node_address_bytes("d")].paths
+
+
+class Smolmesh2Echo:
+    """Node M between two smolmesh2 nodes, L - M - R, as the router of M sees them.
+
+    smolmesh2 floods every announcement to every link, the one it came from included, so R sends
+    each of L's announcements that M forwards to it straight back: M takes R for a backup path to
+    L, although R reaches L only through M."""
+
+    def __init__(self) -> None:
+        self.changes: list[tuple[bytes, object]] = []
+        self.router = Router(
+            [node_address_bytes("m")],
+            lambda packets: None,
+            lambda address, link: self.changes.append((address, link)),
+        )
+        self.to_l, self.to_r, self.to_x = FakeLink("l"), FakeLink("r"), FakeLink("x")
+        for link in (self.to_l, self.to_r, self.to_x):
+            self.router.link_up(link)
+        self.now = int(time.time() * 1000)
+        self.l_address = node_address_bytes("l")
+        announcement = _core.make_packet(self.now, _core.CMD_NAME, b"l")
+        self.router.on_packets(self.to_l, [announcement])
+        assert self.to_r.sent == [announcement]  # M floods it on ...
+        self.router.on_packets(self.to_r, [announcement])  # ... and R sends it back
+        route = self.router.routes[self.l_address]
+        assert route.link is self.to_l and self.to_r in route.paths  # the "backup" via R
+        self.router.link_down(self.to_l)  # L dies
+        assert self.router.routes[self.l_address].link is self.to_r
+        for link in (self.to_r, self.to_x):
+            link.sent.clear()
+        self.changes.clear()
+
+    def data_for_l(self, offset_ms: int = 0) -> bytes:
+        ipv6 = bytes([0x60]) + bytes(23) + self.l_address
+        return _core.make_packet(self.now + offset_ms, _core.CMD_DATA, ipv6)
+
+
+def test_a_route_to_a_smolmesh2_echo_is_dropped_by_the_first_packet_it_returns() -> None:
+    """M sends a packet for L to R; R's route to L is M, so R sends it back. M then knows R is
+    no path to L and, having no other, drops the route (and the host route with it) at once
+    instead of keeping it for the 3 minutes until it expires."""
+    echo = Smolmesh2Echo()
+    returned = echo.data_for_l()
+    echo.router.on_packets(echo.to_r, [returned])
+    assert echo.l_address not in echo.router.routes
+    assert echo.l_address not in echo.router.next_hop
+    assert echo.changes == [(echo.l_address, None)]
+    assert echo.to_r.sent == [] and echo.to_x.sent == []
+
+
+def test_a_relayed_packet_that_comes_back_as_a_duplicate_also_drops_the_route() -> None:
+    """X sends a packet for L through M, which forwards it to R; R returns it. M has seen it, so
+    it does not forward it again, but the repeat still shows that R routes L through M."""
+    echo = Smolmesh2Echo()
+    relayed = echo.data_for_l(offset_ms=1)
+    echo.router.on_packets(echo.to_x, [relayed])
+    assert echo.to_r.sent == [relayed]
+    echo.router.on_packets(echo.to_r, [relayed])
+    assert echo.l_address not in echo.router.routes
+    assert echo.to_r.sent == [relayed] and echo.to_x.sent == []
+
+
+def test_a_duplicate_data_packet_from_elsewhere_leaves_the_route_alone() -> None:
+    """A repeat that arrives over any other link than the route's says nothing about the route."""
+    echo = Smolmesh2Echo()
+    relayed = echo.data_for_l(offset_ms=2)
+    echo.router.on_packets(echo.to_x, [relayed])
+    echo.router.on_packets(echo.to_x, [relayed])
+    assert echo.router.routes[echo.l_address].link is echo.to_r
+    assert echo.to_r.sent == [relayed]
 
 
 def node_address_bytes(name: str) -> bytes:

@@ -143,14 +143,16 @@ def triage(
 ) -> list[tuple[int, int, bytes, bytes | None]]:
     """Steps 1-3 and 6 of PROTOCOL.md section 3 over a batch, in order.
 
-    For each packet that survives (long enough, inside the window, not seen before, known cmd with
-    a well-formed payload) one tuple (cmd, timestamp_ms, key, packet):
+    For each packet that survives (long enough, inside the window, known cmd with a well-formed
+    payload) one tuple (cmd, timestamp_ms, key, packet):
     cmd 0: key = the name bytes (UTF-8 not yet checked); cmd 1: the 16-byte address;
     cmd 2: the 4-byte address; cmd 3: the IP destination (4 or 16 bytes; no IP packet: dropped).
     `packet` is the whole mesh packet, unchanged, for forwarding. Dropped packets are omitted;
     a dropped packet is not remembered by `seen` unless it reached step 3.
-    An announcement (cmd 0, 1, 2) seen before is not dropped but returned with `packet` None: the
-    router notes the link it came over as a backup path, and does not forward it.
+    A packet seen before is not acted on, but returned with `packet` None, since the link it came
+    over still tells something: for an announcement (cmd 0, 1, 2) that the address is reachable
+    over it too (a backup path); for data (cmd 3) that arrives over the link our route to its
+    destination leads over, that the peer there routes it back through us.
     """
 
 # --- Packets too long for the mesh (see rust/icmp.rs) ---

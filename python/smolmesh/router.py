@@ -11,9 +11,15 @@ smolmesh also remembers the links that later copies arrive over, as *backup path
 announcement proves the address is reachable over that link too. When a link dies, each route over
 it moves at once to the backup heard most recently, not waiting up to 10 s for the next flood.
 
-Data packets (cmd 3) go to the local sink when addressed to this node, else over the route's link;
-one that came in over that very link (two routes pointing at each other after a failover) goes
-over the freshest backup path instead, if there is one.
+A later copy cannot tell whether it crossed this node on its way: smolmesh2 floods every
+announcement back over the link it came from too, so a smolmesh2 neighbour returns each of ours, and
+a route can move to a "backup" that leads back here. The data plane catches that: a data packet that
+arrives over the very link our route to its destination leads over (a repeated one included, which
+is not forwarded again) shows that the peer there routes it through us. The route then leaves that
+link at once, for the freshest other path or none, so the host route goes and `smolmesh status`
+tells the truth, instead of packets going round until the route expires.
+
+Data packets (cmd 3) go to the local sink when addressed to this node, else over the route's link.
 The hot path is `on_triaged`: one call per batch of packets from a link (opened and triaged by the
 link's one call into Rust), a dict lookup per packet.
 """
@@ -121,19 +127,7 @@ class Router:
             route.paths.pop(link, None)
             if route.link is not link:
                 continue
-            backup = max(route.paths.items(), key=lambda item: item[1], default=None)
-            if backup is None:
-                self._forget(address, "its link went down")
-            else:
-                route.link = backup[0]
-                self.next_hop[address] = backup[0]
-                log.info(
-                    "route to %s moved to %s (link %s went down)",
-                    self._describe(address, route),
-                    backup[0].label,
-                    link.label,
-                )
-                self._route_changed(address, backup[0])
+            self._fall_back(address, route, f"link {link.label} went down")
 
     # --- Packets from links ---
     def on_packets(self, source: Link, packets: list[bytes]) -> None:
@@ -148,21 +142,22 @@ class Router:
         outgoing: dict[Link, list[bytes]] = {}
         flood: list[bytes] = []
         for cmd, timestamp, key, packet in rows:
-            if packet is None:  # an announcement seen before: a backup path, nothing to send
-                self._learn(source, cmd, timestamp, key, None)
-            elif cmd == CMD_DATA:
+            if cmd == CMD_DATA:
                 if key in local:
-                    to_deliver.append(packet)
+                    if packet is not None:
+                        to_deliver.append(packet)
                     continue
                 link = next_hop.get(key)
-                if link is source:
-                    link = self._detour(key, source)
-                if link is not None:
+                if link is source:  # the peer we route to sent it back: it routes through us
+                    link = self._leads_back(key, source)
+                if link is not None and packet is not None:  # a repeat is not sent again
                     batch = outgoing.get(link)
                     if batch is None:
                         outgoing[link] = [packet]
                     else:
                         batch.append(packet)
+            elif packet is None:  # an announcement seen before: a backup path, nothing to send
+                self._learn(source, cmd, timestamp, key, None)
             elif self._learn(source, cmd, timestamp, key, packet):
                 flood.append(packet)
         if to_deliver:
@@ -202,19 +197,19 @@ class Router:
         for link in self.links:
             link.send_packets(packets, control=True)
 
-    def _detour(self, address: bytes, source: Link) -> Link | None:
-        """Where a packet goes that came in over the link our route to `address` leads to.
+    def _leads_back(self, address: bytes, via: Link) -> Link | None:
+        """A data packet for `address` came in over `via`, the link our route to it leads over.
 
-        The peer's route runs through us and ours through it: it heard a newer announcement via
-        us first, and since then our route moved to it as a backup path (its link went down).
-        Sent back, the packet would be dropped as a duplicate until the next flood, 5-10 s on;
-        the freshest other path heard for the address carries it now.
+        The peer there routes the address through us, so `via` is no path to it: our route moved
+        to it as a backup path that was really our own announcement returned (smolmesh2 floods
+        every announcement back where it came from), or the peer heard a newer announcement via
+        us after our route had moved to it. Returns where the route leads now, if anywhere.
         """
         route = self.routes.get(address)
-        if route is None:
+        if route is None:  # next_hop and routes change together; kept for safety
             return None
-        others = [(heard, link) for link, heard in route.paths.items() if link is not source]
-        return max(others, key=lambda item: item[0], default=(None, None))[1]
+        route.paths.pop(via, None)
+        return self._fall_back(address, route, f"its path via {via.label} leads back here")
 
     # --- Routing state ---
     def _learn(
@@ -275,6 +270,20 @@ class Router:
                 )
                 self._route_changed(address, source)
         return fresh
+
+    def _fall_back(self, address: bytes, route: Route, why: str) -> Link | None:
+        """Move a route whose link failed to its freshest backup path, or drop it; the new link."""
+        backup = max(route.paths.items(), key=lambda item: item[1], default=None)
+        if backup is None:
+            self._forget(address, why)
+            return None
+        route.link = backup[0]
+        self.next_hop[address] = backup[0]
+        log.info(
+            "route to %s moved to %s (%s)", self._describe(address, route), backup[0].label, why
+        )
+        self._route_changed(address, backup[0])
+        return backup[0]
 
     def expire(self) -> None:
         """Forget routes and backup paths not heard of for ROUTE_TTL_S."""
