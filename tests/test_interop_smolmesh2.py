@@ -1,5 +1,6 @@
-"""smolmesh against the real smolmesh2 binary: two nodes, and lines of three where each relays
-for the other, in network namespaces, each node its own process with a TUN device.
+"""smolmesh against the real smolmesh2 binary: two nodes, lines of three where each relays for
+the other, and a smolmesh node between two smolmesh2 nodes when one of them dies; in network
+namespaces, each node its own process with a TUN device.
 
 Opt-in: set SMOLMESH2_BIN to a smolmesh2 executable (README, "What the tests show", says how to
 build one); without it every test here is skipped. smolmesh2 runs as `smolmesh2 meshnode
@@ -20,6 +21,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,16 @@ import pytest
 from netns import Lab, Proc, tcp_connect, tcp_listen, wait_until
 from smolmesh import tuning
 from test_e2e_basic import SINK
-from test_e2e_kit import KEY, PORT, node_address, smolmesh_command, start_node, wait_route, wait_up
+from test_e2e_kit import (
+    KEY,
+    PORT,
+    log_lines,
+    node_address,
+    smolmesh_command,
+    start_node,
+    wait_route,
+    wait_up,
+)
 
 SMOLMESH2_BIN = os.environ.get("SMOLMESH2_BIN", "")
 pytestmark = pytest.mark.skipif(
@@ -287,3 +298,92 @@ def test_line_of_three_with_the_other_kind_in_between_carries_ping_and_tcp(
             else:
                 assert mss <= mss_limit(target), (tag, mss)
         assert all(proc.alive for proc in procs), [proc.log_tail() for proc in procs]
+
+
+def test_smolmesh_between_two_smolmesh2_drops_the_route_to_a_killed_end_at_once(tmp_path) -> None:
+    """smolmesh2 floods every announcement to every link, the one it came from too, so in the
+    line smolmesh2 L - smolmesh M - smolmesh2 R, M hears L's announcements back from R and keeps
+    R as a backup path to L. When L is killed, M moves its routes to L onto R, although R reaches
+    L only through M: the first packet to L that R hands back to M shows that, and M must drop
+    the routes then, not keep them (and its host routes) until the announcements expire after
+    3 minutes."""
+    names = [f"interop-loop-{end}-{PID}" for end in "lmr"]
+    v4 = ["10.250.0.1", "10.250.0.2", "10.250.0.3"]
+    with Lab(tmp_path) as lab:
+        spaces = [lab.namespace() for _ in names]
+        veths = [lab.link(spaces[0], spaces[1]), lab.link(spaces[1], spaces[2])]
+        # As in the line of three: L listens, M dials L and listens, R dials M.
+        transports = [
+            [tcp_listen(PORT, [KEY])],
+            [tcp_connect(veths[0].ipv4_a, PORT, KEY), tcp_listen(PORT, [KEY])],
+            [tcp_connect(veths[1].ipv4_a, PORT, KEY)],
+        ]
+        configs = [
+            lab.node_config(name, transport, ipv4_addresses=[address])
+            for name, transport, address in zip(names, transports, v4, strict=True)
+        ]
+        left = start_smolmesh2(lab, spaces[0], configs[0])
+        middle = start_node(lab, spaces[1], {**configs[1], "mtu": None})  # smolmesh's default
+        wait_up(middle)
+        right = start_smolmesh2(lab, spaces[2], configs[2])
+        m = spaces[1]
+        left_addresses = [node_address(names[0]), v4[0]]
+        right_addresses = [node_address(names[2]), v4[2]]
+
+        def links() -> dict[bool, str]:
+            """The peer labels of M's links up now, by direction: it dialled L, R dialled it."""
+            return {link["outgoing"]: link["peer"] for link in status_json(names[1])["links"]}
+
+        def routes() -> dict[str, dict[str, Any]]:
+            return {route["address"]: route for route in status_json(names[1])["routes"]}
+
+        assert wait_until(lambda: len(links()) == 2, timeout=20), middle.log()
+        left_link, right_link = links()[True], links()[False]
+
+        # M routes to L over L's link and holds R as a backup path: R sent L's announcements
+        # back. M routes to R over R's link.
+        def settled() -> bool:
+            table = routes()
+            return all(
+                table.get(address, {}).get("via") == left_link
+                and table[address]["backup_paths"] >= 1
+                for address in left_addresses
+            ) and all(table.get(a, {}).get("via") == right_link for a in right_addresses)
+
+        assert wait_until(settled, timeout=ROUTE_TIMEOUT), (routes(), middle.log())
+        wait_host_routes(lab, m, left_addresses + right_addresses, middle)
+        ping_all(lab, [(m, address) for address in left_addresses + right_addresses])
+
+        left.kill()
+        assert middle.wait_for_log(rf"link {re.escape(left_link)} down", timeout=10), middle.log()
+
+        # Pings to L find nobody; the first packet R hands back shows M that R's path leads
+        # back here, and M drops its routes to L within seconds.
+        pinged = {}  # Unix seconds of each address's first ping, as the log's times
+        for address in left_addresses:
+            pinged[address] = time.time()
+            result = lab.ping(m, address, count=3, timeout=3)
+            assert result.received == 0, (address, result)
+
+        def left_forgotten() -> bool:
+            shown = set(host_routes(lab, m))
+            return not (set(routes()) | shown) & set(left_addresses)
+
+        assert wait_until(left_forgotten, timeout=10), (
+            f"L killed, pings sent, and 10 s later M still routes to L: status {routes()}, "
+            f"host routes {host_routes(lab, m)}:\n{middle.log_tail(40)}"
+        )
+        for address in left_addresses:
+            lost = log_lines(middle, rf"route to {re.escape(address)}\b.* lost")
+            assert lost, (address, middle.log())
+            gap = lost[0][0] - pinged[address]
+            print(f"M lost its route to {address} {gap:.3f} s after its first ping to it")
+
+        # M, its link to R and its routes to R are unharmed.
+        assert middle.alive and right.alive, (middle.log_tail(), right.log_tail())
+        assert links() == {False: right_link}, links()
+        table = routes()
+        assert all(table[address]["via"] == right_link for address in right_addresses), table
+        assert not set(table) & set(left_addresses), table
+        assert set(right_addresses) <= set(host_routes(lab, m)), host_routes(lab, m)
+        ping_all(lab, [(m, address) for address in right_addresses])
