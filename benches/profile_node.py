@@ -1,20 +1,23 @@
-"""Where a packet's time goes in a node: py-spy samples of both ends of a 2-node tunnel under load.
+"""Where a packet's time goes in a node: py-spy samples of every node of a tunnel under load.
 
-    python3 benches/profile_node.py [--mtu 1500] [--seconds 5]      # as root; needs py-spy, iperf3
+    python3 benches/profile_node.py [--mtu 1500] [--seconds 5] [--chain]
+                                    # as root; needs py-spy (pip), iperf3
 
-Two nodes in network namespaces, one iperf3 TCP stream from a to b through the tunnel; py-spy
-samples each node at 100 Hz. A sample is put in the bucket of the innermost line of smolmesh it
+Two nodes in network namespaces (with --chain three in a line, so the middle one relays), one
+iperf3 TCP stream from the first to the last through the tunnel; py-spy samples each node at
+100 Hz. A sample is put in the bucket of the innermost line of smolmesh it
 is in: time in Rust and in system calls is counted on the Python line that calls it. The buckets'
 shares of the samples divide the process's CPU time (from /proc) among them.
-With the packet rate, the shares become microseconds per packet for each end: the sender reads
+With the packet rate, the shares become microseconds per packet for each node: the sender reads
 its TUN device and seals, the receiver opens and writes its TUN device (the kernel's own TCP work
-for the packet runs inside that write).
+for the packet runs inside that write), and a middle node opens, routes and seals again.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import json
 import os
 import shutil
@@ -34,6 +37,8 @@ PACKAGE_ROOT = Path(smolmesh.__file__).resolve().parent.parent  # py-spy names "
 BUCKETS = [
     ("tun/linux.py", "read(", "TUN read (syscall)"),
     ("tun/linux.py", "write(", "TUN write (syscall + kernel stack)"),
+    ("tun/linux.py", "writev(", "TUN write (syscall + kernel stack)"),
+    ("tun/linux.py", "tcp_gro", "join TCP segments for the TUN write (Rust)"),
     ("legacy_tcp.py", "seal", "seal (Rust)"),
     ("legacy_tcp.py", "transport.write", "TCP send (syscall)"),
     ("legacy_tcp.py", "opener.feed", "open + verify + triage (Rust, one call)"),
@@ -80,6 +85,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mtu", type=int, default=1500)
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--chain", action="store_true", help="three nodes: profile the relay too")
     args = parser.parse_args()
     for tool in ("py-spy", "iperf3", "ip"):
         if shutil.which(tool) is None:
@@ -87,28 +93,35 @@ def main() -> int:
             return 2
     workdir = Path(tempfile.mkdtemp(prefix="smolmesh-profile-"))  # the lab's: it goes with it
     samples = Path(tempfile.mkdtemp(prefix="smolmesh-profile-samples-"))
+    roles = ["sender", "middle", "receiver"] if args.chain else ["sender", "receiver"]
+    names = [f"profile-{role}" for role in roles]
+    addresses = [f"10.250.0.{i + 1}" for i in range(len(roles))]
     with Lab(workdir, prefix="smp") as lab:
-        a, b = lab.namespace("a"), lab.namespace("b")
-        veth = lab.link(a, b)
+        namespaces = [lab.namespace(role) for role in roles]
+        veths = [lab.link(left, right) for left, right in itertools.pairwise(namespaces)]
         nodes = {}
-        for name, ns, transport, ipv4 in (
-            ("profile-a", a, tcp_listen(4300, ["profile"]), "10.250.0.1"),
-            ("profile-b", b, tcp_connect(veth.ipv4_a, 4300, "profile"), "10.250.0.2"),
-        ):
-            config = node_config(name, [transport], ipv4_addresses=[ipv4], mtu=args.mtu)
+        # Each node listens for the next one and dials the one before, as in benches/e2e.py.
+        for i, (name, ns) in enumerate(zip(names, namespaces, strict=True)):
+            transports = []
+            if i < len(roles) - 1:
+                transports.append(tcp_listen(4300, ["profile"]))
+            if i > 0:
+                transports.append(tcp_connect(veths[i - 1].ipv4_a, 4300, "profile"))
+            config = node_config(name, transports, ipv4_addresses=[addresses[i]], mtu=args.mtu)
             path = workdir / f"{name}.json"
             path.write_text(json.dumps(config))
             argv = [sys.executable, "-m", "smolmesh", "meshnode", str(path)]
             nodes[name] = lab.spawn(ns, argv, f"{name}.log")
-            if name == "profile-a":
-                time.sleep(1.0)  # listening before b dials
-        if not wait_until(lambda: lab.ping(a, "10.250.0.2", count=1, timeout=1).ok, timeout=30):
+            if i < len(roles) - 1:
+                time.sleep(1.0)  # listening before the next one dials
+        first, last, last_address = namespaces[0], namespaces[-1], addresses[-1]
+        if not wait_until(lambda: lab.ping(first, last_address, count=1, timeout=1).ok, timeout=30):
             print("profile_node: the tunnel did not come up")
             return 1
-        lab.spawn(b, ["iperf3", "-s", "-1"], "iperf3-server.log")
+        lab.spawn(last, ["iperf3", "-s", "-1"], "iperf3-server.log")
         time.sleep(0.5)
         client = subprocess.Popen(
-            ["ip", "netns", "exec", a, "iperf3", "-c", "10.250.0.2", "-J", "-t",
+            ["ip", "netns", "exec", first, "iperf3", "-c", last_address, "-J", "-t",
              str(args.seconds + 2)],
             stdout=subprocess.PIPE,
         )  # fmt: skip
@@ -131,7 +144,7 @@ def main() -> int:
         bits = json.loads(out)["end"]["sum_received"]["bits_per_second"]
     packets_per_s = bits / 8 / args.mtu
     print(f"MTU {args.mtu}: {bits / 1e9:.2f} Gbit/s, about {packets_per_s:,.0f} packets/s")
-    for name, role in (("profile-a", "sender"), ("profile-b", "receiver")):
+    for name, role in zip(names, roles, strict=True):
         counts = profile(samples / f"{name}.txt")
         # Samples give the shares (they count time in a call, on the CPU or waiting for it);
         # /proc gives the CPU time they share.
