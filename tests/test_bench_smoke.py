@@ -1,9 +1,10 @@
 """The benches run for real, briefly, so that they cannot rot: benches/e2e.py with 1 second per
-iperf3 run, idle_rtt.py and rtt_segments.py with a few pings, cold_calls.py with 2 rounds.
+iperf3 run, idle_rtt.py and rtt_segments.py with a few pings, cold_calls.py with 2 rounds,
+profile_node.py over a 3-node chain for 1 second.
 
 Needs root (network namespaces) and iperf3, wireguard-go, wg, ping, ip, tc and ss
 (Debian: iperf3 wireguard-go wireguard-tools iputils-ping iproute2); skipped otherwise.
-rtt_segments.py needs a working `perf trace` besides (Debian: linux-perf).
+rtt_segments.py needs a working `perf trace` besides (Debian: linux-perf), profile_node.py py-spy.
 """
 
 from __future__ import annotations
@@ -143,3 +144,15 @@ def test_cold_calls_times_each_call_cold_and_warm() -> None:
         line = next(line for line in out.splitlines() if line.startswith(call))
         cold, warm = (float(figure) for figure in line.split()[-2:])
         assert cold > 0 and warm > 0, line
+
+
+@pytest.mark.skipif(shutil.which("py-spy") is None, reason="needs py-spy (pip install py-spy)")
+def test_profile_node_splits_each_hop_of_a_chain_into_buckets() -> None:
+    out = _run_bench("profile_node.py", "--chain", "--seconds", "1", timeout=180)
+    for role in ("sender", "middle", "receiver"):
+        section = out[out.index(f"\n{role} (profile-{role})") :]
+        total = next(line for line in section.splitlines() if line.endswith("us  in all"))
+        assert float(total.split()[0]) > 0, section
+    # Each node's main work has its own bucket, not "Python".
+    assert "seal (Rust)" in out and "open + verify + triage (Rust, one call)" in out, out
+    assert "TUN write (syscall + kernel stack)" in out, out
