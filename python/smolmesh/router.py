@@ -40,7 +40,7 @@ from smolmesh._core import CMD_DATA, CMD_IPV4, CMD_IPV6, CMD_NAME
 log = logging.getLogger("smolmesh.router")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-# A row of `_core.triage`: (cmd, timestamp_ms, key, packet or None for a repeated announcement).
+# A row of `_core.triage`: (cmd, timestamp_ms, key, packet or None for a packet seen before).
 Triaged = tuple[int, int, bytes, bytes | None]
 
 
