@@ -1,6 +1,7 @@
 """smolmesh against the real smolmesh2 binary: two nodes, lines of three where each relays for
-the other, and a smolmesh node between two smolmesh2 nodes when one of them dies; in network
-namespaces, each node its own process with a TUN device.
+the other, a smolmesh node between two smolmesh2 nodes when one of them dies, and the failover
+diamond of test_e2e_failover with smolmesh2 nodes in it; in network namespaces, each node its own
+process with a TUN device.
 
 Opt-in: set SMOLMESH2_BIN to a smolmesh2 executable (README, "What the tests show", says how to
 build one); without it every test here is skipped. smolmesh2 runs as `smolmesh2 meshnode
@@ -30,9 +31,11 @@ import pytest
 from netns import Lab, Proc, tcp_connect, tcp_listen, wait_until
 from smolmesh import tuning
 from test_e2e_basic import SINK
+from test_e2e_failover import KILL_GAP_LIMIT, PERIOD_S, how_route_left
 from test_e2e_kit import (
     KEY,
     PORT,
+    PingStream,
     log_lines,
     node_address,
     smolmesh_command,
@@ -387,3 +390,126 @@ def test_smolmesh_between_two_smolmesh2_drops_the_route_to_a_killed_end_at_once(
         assert not set(table) & set(left_addresses), table
         assert set(right_addresses) <= set(host_routes(lab, m)), host_routes(lab, m)
         ping_all(lab, [(m, address) for address in right_addresses])
+
+
+# ----------------------------------------------------------------------------------------------
+# Failover in the diamond of test_e2e_failover, smolmesh2 in the middle
+
+# Seconds allowed for pings to come back after the carrying middle node is killed. A smolmesh2
+# node keeps routing into the dead link until a newer announcement of the destination arrives
+# over another one, and every node announces itself every 5-10 s: the gap is up to about 10 s,
+# and this leaves room for a busy machine. smolmesh2's slowness is measured, not failed.
+RECOVERY_TIMEOUT = 40.0
+CARRIER_WINDOW_S = 2.0  # seconds of pings counted on the middle nodes' veths to find the carrier
+
+
+def veth_packets(lab: Lab, ns: str) -> int:
+    """Packets sent and received so far by all veth ends in ns, together."""
+    shown = json.loads(lab.run(ns, ["ip", "-s", "-j", "link", "show", "type", "veth"]).stdout)
+    return sum(dev["stats64"]["rx"]["packets"] + dev["stats64"]["tx"]["packets"] for dev in shown)
+
+
+def packets_carried(lab: Lab, middles: dict[str, str]) -> dict[str, int]:
+    """Packets on each middle node's veths over CARRIER_WINDOW_S, by corner: while pings run,
+    the carrier forwards each request and reply (and the TCP acks of both); the other middle
+    node only the odd announcement (and keepalives of smolmesh's idle links). Often the
+    requests take one middle node and the replies the other (each end routes over whichever
+    copy of the other's announcement came first): then both count about the same."""
+    before = {corner: veth_packets(lab, ns) for corner, ns in middles.items()}
+    time.sleep(CARRIER_WINDOW_S)
+    return {corner: veth_packets(lab, ns) - before[corner] for corner, ns in middles.items()}
+
+
+@pytest.mark.parametrize("ends", ["smolmesh2", "smolmesh"], ids=["all-smolmesh2", "smolmesh-ends"])
+def test_diamond_with_smolmesh2_in_the_middle_pings_survive_a_killed_middle_node(
+    tmp_path, ends: str
+) -> None:
+    """The diamond of test_e2e_failover: A links to B and C, both link to D; B and C are smolmesh2,
+    A and D are `ends`. Once every node has announced itself once more after the links came up,
+    A pings D's node address every 0.1 s; the middle node that carries the pings is SIGKILLed
+    and the gap in the replies printed (0.10 s, the ping interval, when no reply was lost).
+
+    All smolmesh2: A and D keep routing into the dead link until the next announcement of D (of
+    A) comes over the other middle node, 5-10 s after the last; only the recovery is asserted.
+    smolmesh at the ends: A and D hear each other's announcements over both middle nodes (which
+    flood them), so when the link to the killed node closes, their routes move to the backup
+    path at once, and the gap must stay under the all-smolmesh diamond's KILL_GAP_LIMIT."""
+    names = {corner: f"interop-diamond-{corner}-{PID}" for corner in "abcd"}
+    with Lab(tmp_path) as lab:
+        ns = {corner: lab.namespace() for corner in "abcd"}
+        # veth k joins A or D (ns_a, ending in .1) to a middle node (ns_b, ending in .2).
+        veths = {(end, middle): lab.link(ns[end], ns[middle]) for end in "ad" for middle in "bc"}
+        nodes: dict[str, Proc] = {}
+        for end in "ad":  # the listeners first: smolmesh2 redials only 5-10 s after a failure
+            config = lab.node_config(names[end], [tcp_listen(PORT, [KEY])])
+            if ends == "smolmesh":
+                nodes[end] = start_node(lab, ns[end], {**config, "mtu": None})  # its default
+                wait_up(nodes[end])
+            else:
+                nodes[end] = start_smolmesh2(lab, ns[end], config)
+        for middle in "bc":
+            dials = [tcp_connect(veths[end, middle].ipv4_a, PORT, KEY) for end in "ad"]
+            nodes[middle] = start_smolmesh2(lab, ns[middle], lab.node_config(names[middle], dials))
+        a_address, d_address = node_address(names["a"]), node_address(names["d"])
+        wait_host_routes(lab, ns["a"], [d_address], nodes["a"])
+        wait_host_routes(lab, ns["d"], [a_address], nodes["d"])
+        # Measure the steady state, after one periodic announcement of every node: until then a
+        # middle node may route to D through A, having heard D's first announcement from A
+        # (which replays what it knows to a new peer) before it came straight from D. Then the
+        # route that A moves to it leads back to A, which drops it and relearns D only from D's
+        # next announcement (0.2 s after D lost its link, if D is smolmesh).
+        time.sleep(PERIOD_S)
+        if ends == "smolmesh":
+
+            def backup_paths(end: str, address: str) -> int:
+                routes = {route["address"]: route for route in status_json(names[end])["routes"]}
+                return int(routes.get(address, {}).get("backup_paths", 0))
+
+            def both_have_a_backup() -> bool:
+                return backup_paths("a", d_address) >= 1 and backup_paths("d", a_address) >= 1
+
+            assert wait_until(both_have_a_backup, timeout=ROUTE_TIMEOUT, interval=0.5), (
+                status_json(names["a"]),
+                status_json(names["d"]),
+            )
+
+        pings = PingStream(lab, ns["a"], d_address, "ping-a-d", interval=0.1)
+        assert pings.wait_replies(20, timeout=20), pings.proc.log()
+
+        # The middle node that carries the pings (both, if the requests and the replies take
+        # different paths: then the busier one), killed right after they were counted.
+        carried = packets_carried(lab, {middle: ns[middle] for middle in "bc"})
+        victim = max(carried, key=lambda middle: carried[middle])
+        killed_at = time.time()
+        nodes[victim].kill()
+        recovered = pings.wait_replies(10, timeout=RECOVERY_TIMEOUT)
+        gap = pings.gap_around(killed_at)
+        pings.stop()
+
+        counts = ", ".join(f"{middle.upper()} {count}" for middle, count in carried.items())
+        figure = (
+            f"ping gap {gap:.2f} s"
+            if recovered and gap is not None
+            else f"did not recover within {RECOVERY_TIMEOUT:g} s"
+        )
+        how = ""
+        if ends == "smolmesh":
+            # The link to the killed node goes down within a millisecond, and log times are cut
+            # to the millisecond: look from the millisecond of the kill on.
+            since = killed_at - 0.001
+            how = (
+                f" (A's route to D {how_route_left(nodes['a'], names['d'], since)};"
+                f" D's route to A {how_route_left(nodes['d'], names['a'], since)})"
+            )
+        print(
+            f"\ndiamond, {ends} at A and D, smolmesh2 at B and C: SIGKILL of {victim.upper()}"
+            f" (packets on the middle nodes' veths in {CARRIER_WINDOW_S:g} s of pings: {counts}):"
+            f" {figure}{how}"
+        )
+        assert recovered, f"no replies within {RECOVERY_TIMEOUT:g} s of the kill"
+        assert gap is not None
+        if ends == "smolmesh":
+            assert gap < KILL_GAP_LIMIT, how
+        assert all(nodes[corner].alive for corner in "abcd" if corner != victim), [
+            nodes[corner].log_tail() for corner in "abcd"
+        ]
