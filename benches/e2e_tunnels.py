@@ -167,16 +167,7 @@ def smolmesh(chain: Chain, mtu: int | None, wait_s: float) -> Tunnel:
         )
         for node in range(chain.nodes)
     ]
-    try:
-        wait_until(
-            f"ping through smolmesh to {addresses[-1]}",
-            lambda: ping_answers(chain, 0, addresses[-1]),
-            wait_s,
-            lambda: _deaths(procs, names),
-        )
-    except BenchError as exc:
-        raise BenchError(f"{exc}\n{_log_tails(procs)}") from exc
-    return Tunnel(addresses, [p.pid for p in procs], _link_mtu(chain, 0, SMOLMESH_TUN))
+    return _answering(chain, "smolmesh", addresses, procs, names, wait_s)
 
 
 def smolmesh2(chain: Chain, binary: str, wait_s: float) -> Tunnel:
@@ -194,9 +185,17 @@ def smolmesh2(chain: Chain, binary: str, wait_s: float) -> Tunnel:
         procs.append(
             chain.spawn(node, [binary, "meshnode", str(path)], f"{config['node_name']}.log")
         )
+    return _answering(chain, "smolmesh2", addresses, procs, names, wait_s)
+
+
+def _answering(
+    chain: Chain, vpn: str, addresses: list[str], procs: list[Proc], names: list[str], wait_s: float
+) -> Tunnel:
+    """The Tunnel of a smolmesh or smolmesh2 chain once its last node answers ping from the first
+    (both keep their device as smolmesh1); BenchError with the logs' tails if it does not."""
     try:
         wait_until(
-            f"ping through smolmesh2 to {addresses[-1]}",
+            f"ping through {vpn} to {addresses[-1]}",
             lambda: ping_answers(chain, 0, addresses[-1]),
             wait_s,
             lambda: _deaths(procs, names),

@@ -249,6 +249,22 @@ def test_smolmesh_and_smolmesh2_ping_carry_tcp_both_ways_and_status_shows_the_pe
         assert node.alive and peer.alive, (node.log(), peer.log())
 
 
+LINE_V4 = ["10.250.0.1", "10.250.0.2", "10.250.0.3"]  # IPv4 addresses of a line's L, M, R
+
+
+def line_of_three(lab: Lab) -> tuple[list[str], list[list[dict[str, Any]]]]:
+    """Three namespaces in a line L - M - R and each one's transports: L listens, M dials L and
+    listens, R dials M, so both kinds dial and are dialled. Start each after the node it dials."""
+    spaces = [lab.namespace() for _ in range(3)]
+    veths = [lab.link(spaces[0], spaces[1]), lab.link(spaces[1], spaces[2])]
+    transports = [
+        [tcp_listen(PORT, [KEY])],
+        [tcp_connect(veths[0].ipv4_a, PORT, KEY), tcp_listen(PORT, [KEY])],
+        [tcp_connect(veths[1].ipv4_a, PORT, KEY)],
+    ]
+    return spaces, transports
+
+
 @pytest.mark.parametrize(
     "kinds",
     [("smolmesh", "smolmesh2", "smolmesh"), ("smolmesh2", "smolmesh", "smolmesh2")],
@@ -258,17 +274,9 @@ def test_line_of_three_with_the_other_kind_in_between_carries_ping_and_tcp(
     tmp_path, kinds: tuple[str, str, str]
 ) -> None:
     names = [f"interop-line-{end}-{PID}" for end in "lmr"]
-    v4 = ["10.250.0.1", "10.250.0.2", "10.250.0.3"]
+    v4 = LINE_V4
     with Lab(tmp_path) as lab:
-        spaces = [lab.namespace() for _ in names]
-        veths = [lab.link(spaces[0], spaces[1]), lab.link(spaces[1], spaces[2])]
-        # Left listens, the middle dials left and listens, right dials the middle: both kinds
-        # dial and are dialled. Each is started after the node it dials.
-        transports = [
-            [tcp_listen(PORT, [KEY])],
-            [tcp_connect(veths[0].ipv4_a, PORT, KEY), tcp_listen(PORT, [KEY])],
-            [tcp_connect(veths[1].ipv4_a, PORT, KEY)],
-        ]
+        spaces, transports = line_of_three(lab)
         procs = []
         for i, kind in enumerate(kinds):
             if kind == "smolmesh":
@@ -311,16 +319,9 @@ def test_smolmesh_between_two_smolmesh2_drops_the_route_to_a_killed_end_at_once(
     the routes then, not keep them (and its host routes) until the announcements expire after
     3 minutes."""
     names = [f"interop-loop-{end}-{PID}" for end in "lmr"]
-    v4 = ["10.250.0.1", "10.250.0.2", "10.250.0.3"]
+    v4 = LINE_V4
     with Lab(tmp_path) as lab:
-        spaces = [lab.namespace() for _ in names]
-        veths = [lab.link(spaces[0], spaces[1]), lab.link(spaces[1], spaces[2])]
-        # As in the line of three: L listens, M dials L and listens, R dials M.
-        transports = [
-            [tcp_listen(PORT, [KEY])],
-            [tcp_connect(veths[0].ipv4_a, PORT, KEY), tcp_listen(PORT, [KEY])],
-            [tcp_connect(veths[1].ipv4_a, PORT, KEY)],
-        ]
+        spaces, transports = line_of_three(lab)
         configs = [
             lab.node_config(name, transport, ipv4_addresses=[address])
             for name, transport, address in zip(names, transports, v4, strict=True)
