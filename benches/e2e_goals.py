@@ -16,7 +16,7 @@ class Goal:
     text: str
     numerator: str  # row label
     denominator: str  # row label
-    metric: str  # "gbps_1" or "rtt_ms"
+    metric: str  # "gbps_1", "gbps_4" or "rtt_ms"
     at_least: float | None = None
     at_most: float | None = None
 
@@ -68,6 +68,14 @@ def goals(
             at_least=0.6,
         ),
         Goal(f"idle ping RTT @{mtu}, x {wireguard}", smolmesh, wireguard, "rtt_ms", at_most=1.0),
+        # The chain goals again with four streams, whose sender fills its batches: yardsticks.
+        Goal(f"3-node chain / 2 nodes @{mtu}, 4 streams", chain, smolmesh, "gbps_4"),
+        Goal(
+            "3-node chain / 2 nodes @default MTU, 4 streams",
+            chain_default_label,
+            default_label,
+            "gbps_4",
+        ),
         # What the chain goal asks of smolmesh, asked of wireguard-go: a yardstick, not a goal.
         Goal(
             f"wireguard-go: 3-node chain / 2 nodes @{mtu}",

@@ -56,7 +56,7 @@ def test_bench_runs_every_row_and_prints_the_table(tmp_path: Path) -> None:
     assert len(by_group["smolmesh"]) == 4  # 2 nodes and a chain, each at 1500 and the default
     # Every goal of the issue is computed from the rows of the run and printed with its verdict.
     goals = json.loads(result_path.read_text())["goals"]
-    assert len(goals) == 6, goals
+    assert len(goals) == 8, goals
     assert all(goal["measured"] and goal["median"] > 0 for goal in goals), goals
     assert "goals (ratio per round; the median decides):" in done.stdout
     for goal in goals:
