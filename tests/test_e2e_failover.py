@@ -136,6 +136,7 @@ class FakeLink:
     def __init__(self, label: str) -> None:
         self.label = label
         self.sent: list[bytes] = []
+        self.returns_announcements = False
 
     def send_packets(self, packets: list[bytes], *, control: bool = False) -> None:
         self.sent.extend(packets)
@@ -226,6 +227,19 @@ def test_a_relayed_packet_that_comes_back_as_a_duplicate_also_drops_the_route() 
     echo.router.on_packets(echo.to_r, [relayed])
     assert echo.l_address not in echo.router.routes
     assert echo.to_r.sent == [relayed] and echo.to_x.sent == []
+
+
+def test_a_link_that_sends_our_own_announcement_back_is_marked() -> None:
+    """R, like every smolmesh2 node, sends M's own announcements back: `smolmesh status` shows
+    that link as one whose copies prove no second path. L sent none back, X nothing at all."""
+    echo = Smolmesh2Echo()
+    own = _core.make_packet(echo.now, _core.CMD_NAME, b"m")
+    echo.router.announce([own])
+    assert echo.to_r.sent == [own] and echo.to_x.sent == [own]
+    echo.router.on_packets(echo.to_r, [own])
+    assert echo.to_r.returns_announcements is True
+    assert echo.to_x.returns_announcements is False
+    assert node_address_bytes("m") not in echo.router.routes
 
 
 def test_a_duplicate_data_packet_from_elsewhere_leaves_the_route_alone() -> None:

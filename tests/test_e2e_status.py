@@ -40,6 +40,8 @@ def test_status_shows_links_and_routes_and_goes_away_with_the_node(tmp_path) -> 
         assert seen["pid"] > 0
         assert [link["outgoing"] for link in seen["links"]] == [False]
         assert seen["links"][0]["bytes_received"] > 0
+        # A smolmesh peer never sends this node's own announcements back (smolmesh2 does).
+        assert seen["links"][0]["returns_announcements"] is False
         routes = {route["address"]: route for route in seen["routes"]}
         assert routes[node_address(right)]["name"] == right
         assert "10.250.0.2" in routes

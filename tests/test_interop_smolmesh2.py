@@ -236,6 +236,8 @@ def test_smolmesh_and_smolmesh2_ping_carry_tcp_both_ways_and_status_shows_the_pe
         seen = status_json(ours)
         assert [link["outgoing"] for link in seen["links"]] == [not smolmesh_listens]
         link = seen["links"][0]
+        # smolmesh2 floods every announcement back where it came from, ours included.
+        assert link["returns_announcements"] is True, link
         assert link["bytes_received"] > 2 * PAYLOAD_BYTES, link
         assert link["bytes_sent"] > 2 * PAYLOAD_BYTES, link
         routes = {route["address"]: route for route in seen["routes"]}
@@ -246,6 +248,7 @@ def test_smolmesh_and_smolmesh2_ping_carry_tcp_both_ways_and_status_shows_the_pe
                               text=True, timeout=30).stdout  # fmt: skip
         print(text)
         assert "links (1):" in text and f"({theirs})" in text and theirs_v4 in text, text
+        assert "(returns our announcements)" in text, text
         assert node.alive and peer.alive, (node.log(), peer.log())
 
 

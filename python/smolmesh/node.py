@@ -53,6 +53,9 @@ class LinkInfo:
     # Bytes a second over the node's last maintenance period (about a second); 0.0 until then.
     sent_per_s: float = 0.0
     received_per_s: float = 0.0
+    # The peer sent this node's own announcements back over the link, as smolmesh2 does with
+    # every announcement: a backup path over this link is no proof of a second way.
+    returns_announcements: bool = False
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,7 @@ class Node:
                     packets_dropped=link.packets_dropped,
                     sent_per_s=sent_per_s,
                     received_per_s=received_per_s,
+                    returns_announcements=link.returns_announcements,
                 )
             )
         return infos

@@ -17,7 +17,8 @@ a route can move to a "backup" that leads back here. The data plane catches that
 arrives over the very link our route to its destination leads over (a repeated one included, which
 is not forwarded again) shows that the peer there routes it through us. The route then leaves that
 link at once, for the freshest other path or none, so the host route goes and `smolmesh status`
-tells the truth, instead of packets going round until the route expires.
+tells the truth, instead of packets going round until the route expires. A link whose peer sent one
+of this node's own announcements back is marked `returns_announcements`, for the status to show.
 
 Data packets (cmd 3) go to the local sink when addressed to this node, else over the route's link.
 The hot path is `on_triaged`: one call per batch of packets from a link (opened and triaged by the
@@ -54,6 +55,9 @@ class Link(Protocol):
     bytes_received: int
     packets_dropped: int
     congested_since: float | None  # monotonic time the send buffer went over its mark
+    # Set by the router once the peer sent one of this node's own announcements back over this
+    # link, as a smolmesh2 node does with every announcement: its copies prove no second path.
+    returns_announcements: bool
 
     def send_packets(self, packets: list[bytes], *, control: bool = False) -> None: ...
     def send_data(self, ip_packets: list[bytes], timestamp_ms: int, skip: int = 0) -> None: ...
@@ -232,6 +236,8 @@ class Router:
         else:  # triage passes known commands only; kept for safety
             return False
         if address in self.local_addresses:
+            if not fresh:  # one of ours, back over `source` (router.announce marked it seen)
+                source.returns_announcements = True
             return fresh
         heard_at = time.monotonic()
         route = self.routes.get(address)

@@ -81,6 +81,7 @@ class LegacyTcpLink(asyncio.Protocol):
         self.bytes_sent = 0
         self.packets_dropped = 0
         self.congested_since: float | None = None
+        self.returns_announcements = False  # set by the router (see router.Link)
         self._my_iv = os.urandom(_core.IV_LEN)
         self._hello = b""
         self._psk: bytes | None = None
