@@ -13,7 +13,8 @@
 
 The lab itself (namespaces, veth links, processes, ping, cleanup) is `smolmesh.lab`, which
 `smolmesh demo` uses too; this module re-exports it and adds what only tests want: skipping
-unless the machine can run a lab (installing missing tools with apt-get first), packet loss, and
+unless the machine can run a lab (installing missing tools with apt-get first), packet loss, cut
+paths, and
 the tails of the logs printed when the body raised, so pytest shows them with the failure.
 
 Everything a lab makes is undone when the `with` block ends, also when the body raised: processes
@@ -61,6 +62,7 @@ __all__ = [
     "PingResult",
     "Proc",
     "Veth",
+    "cut_arrivals",
     "delete_namespace",
     "ensure_tools",
     "lab_namespaces",
@@ -169,6 +171,21 @@ def set_loss(ns: str, dev: str, percent: float) -> None:
     run(ns, ["nft", "-f", "-"], input=script)
 
 
+def cut_arrivals(ns: str | None, dev: str, cut: bool = True) -> None:
+    """Drop every packet that arrives at dev in ns (nftables' netdev ingress hook), or (cut=False)
+    none again. Unlike `set_loss`, whose packets may fail to leave, the sender's kernel sends each
+    packet and hears nothing back: a path cut on the wire, or a peer gone without FIN or RST."""
+    table = "smt_cut_" + re.sub(r"\W", "_", dev)
+    script = f"table netdev {table} {{}}\ndelete table netdev {table}\n"
+    if cut:
+        script += (
+            f"table netdev {table} {{\n"
+            f'  chain arrived {{ type filter hook ingress device "{dev}" priority 0; drop; }}\n'
+            "}\n"
+        )
+    run(ns, ["nft", "-f", "-"], input=script)
+
+
 # ----------------------------------------------------------------------------------------------
 # The lab
 
@@ -195,6 +212,9 @@ class Lab(_lab.Lab):
 
     def set_loss(self, ns: str, dev: str, percent: float) -> None:
         set_loss(ns, dev, percent)
+
+    def cut_arrivals(self, ns: str, dev: str, cut: bool = True) -> None:
+        cut_arrivals(ns, dev, cut)
 
 
 def lab_namespaces() -> list[str]:

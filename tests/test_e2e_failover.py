@@ -4,9 +4,12 @@ goes silent (every packet dropped, no FIN or RST)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sys
 import time
+from pathlib import Path
 
 from netns import Lab, Proc, tcp_connect, tcp_listen
 from smolmesh import _core
@@ -24,7 +27,7 @@ from test_e2e_kit import (
 )
 
 KILL_GAP_LIMIT = 2.0  # seconds without replies allowed when the carrying node is SIGKILLed
-CUT_GAP_LIMIT = 5.0  # ... when the link carrying the pings silently drops everything
+CUT_GAP_LIMIT = 2.0  # ... when the link carrying the pings silently drops everything
 PERIOD_S = 10.5  # a node announces itself every 5-10 s
 # Node names by corner of the diamond. Status sockets are /run/smolmesh/<node name>.sock, one
 # directory for every namespace: the names carry the PID so that concurrent runs never share one.
@@ -41,13 +44,16 @@ def wait_links(proc: Proc, count: int, since: float = 0.0, timeout: float = 20.0
 
 def how_route_left(proc: Proc, name: str, since: float) -> str:
     """How the node's route to `name` first changed after time `since`, from its log."""
-    lines = log_lines(proc, rf"route to \S+ \({name}\) (moved|changed|lost)")
-    word = next((found[1] for when, found in lines if when >= since), None)
+    lines = log_lines(proc, rf"route to \S+ \({name}\) (moved|changed|lost)(.*)")
+    found = next((found for when, found in lines if when >= since), None)
+    if found is None:
+        return "unchanged"
+    if found[1] == "moved":  # "moved to <link> (<why>)"
+        return "moved to the backup path: " + found[2].rsplit("(", 1)[-1].rstrip(")")
     return {
-        "moved": "moved to the backup path when the link went down",
         "changed": "changed by a newer announcement over the other path",
         "lost": "lost with the link, relearnt from the next announcement",
-    }.get(word or "", "unchanged")
+    }[found[1]]
 
 
 def test_diamond_pings_survive_a_killed_middle_node_and_a_silently_cut_link(tmp_path) -> None:
@@ -111,15 +117,18 @@ def test_diamond_pings_survive_a_killed_middle_node_and_a_silently_cut_link(tmp_
         middle = carrier()
         veth = veths["a", middle]
         cut_at = time.time()
-        lab.set_loss(veth.ns_a, veth.dev_a, 100)
-        lab.set_loss(veth.ns_b, veth.dev_b, 100)
+        lab.cut_arrivals(veth.ns_a, veth.dev_a)
+        lab.cut_arrivals(veth.ns_b, veth.dev_b)
         assert pings.wait_replies(10, timeout=15), "no replies after the cut"
         cut_gap = pings.gap_around(cut_at)
         pings.stop()
-        # A leaves the dead link when the kernel times it out, or earlier when D's next
-        # announcement happens to arrive over the other middle node first.
+        # A leaves the dead link once it has gone half a second without an acknowledgement
+        # (Router.link_silent), or earlier when D's next announcement happens to arrive over the
+        # other middle node first.
         assert carrier() != middle, nodes["a"].log()
         cut_how = how_route_left(nodes["a"], NAMES["d"], cut_at)
+        silent = [when for when, _ in log_lines(nodes["a"], "acknowledged nothing .*: silent")]
+        assert any(when >= cut_at for when in silent), nodes["a"].log()
 
         print(
             f"\ndiamond: SIGKILL of {victim}: ping gap {kill_gap:.2f} s (A's route to D"
@@ -130,6 +139,66 @@ def test_diamond_pings_survive_a_killed_middle_node_and_a_silently_cut_link(tmp_
         assert all(nodes[name].alive for name in "ad")
 
 
+# Runs inside a namespace of its own: a TCP connection over its loopback goes silent, and heals,
+# twice: cut on the wire (packets leave and never arrive) and by the lab's loss (packets may fail to
+# leave), while `silence_of` reads the sender's socket. Prints, per way: [silence while the peer
+# answered, seconds from the cut until silent, the silence then, seconds from healing to answers].
+SILENCE_PROBE = r"""
+import json, socket, sys, time
+sys.path.insert(0, sys.argv[1])
+from netns import cut_arrivals, set_loss
+from smolmesh.links.legacy_tcp import silence_of
+
+def first(predicate, within):
+    start = time.monotonic()
+    while time.monotonic() - start < within:
+        if predicate():
+            return round(time.monotonic() - start, 3)
+        time.sleep(0.01)
+    return None
+
+server = socket.create_server(("127.0.0.1", 0))
+sender = socket.create_connection(server.getsockname())
+receiver, _ = server.accept()
+results = []
+for cut in (lambda on: cut_arrivals(None, "lo", on), lambda on: set_loss(None, "lo", 100 * on)):
+    sender.sendall(b"x" * 1000)
+    receiver.recv(4096)
+    time.sleep(0.3)
+    answering = silence_of(sender)
+    cut(True)
+    sender.sendall(b"y" * 1000)
+    silent_after = first(lambda: silence_of(sender) is not None, 3)
+    silence = silence_of(sender)
+    cut(False)
+    answers_after = first(lambda: silence_of(sender) is None, 8)
+    receiver.recv(4096)
+    results.append([answering, silent_after, silence, answers_after])
+print(json.dumps(results))
+"""
+
+
+def test_the_kernel_shows_a_peer_that_stopped_acknowledging(tmp_path) -> None:
+    """`silence_of` reads TCP_INFO: nothing while the peer acknowledges; once the path drops
+    every packet, the silence within a second or so (a retransmission timeout and 0.5 s without
+    an acknowledgement); nothing again once the path heals and the peer acknowledges."""
+    with Lab(tmp_path) as lab:
+        ns = lab.namespace()
+        tests = str(Path(__file__).parent)
+        done = lab.run(ns, [sys.executable, "-c", SILENCE_PROBE, tests], timeout=40)
+        for way, (answering, silent_after, silence, answers_after) in zip(
+            ("cut on the wire", "lab loss"), json.loads(done.stdout), strict=True
+        ):
+            print(
+                f"\n{way}: silent {silent_after} s after the cut, answers {answers_after} s after"
+            )
+            assert answering is None, way
+            # Silence counts from the last acknowledgement, 0.3 s before the cut.
+            assert silent_after is not None and silent_after <= 1.5, way
+            assert silence is not None and silence >= 0.5, way
+            assert answers_after is not None, way
+
+
 class FakeLink:
     """A link that records what the router sends over it."""
 
@@ -137,9 +206,15 @@ class FakeLink:
         self.label = label
         self.sent: list[bytes] = []
         self.returns_announcements = False
+        self.silent = False
 
     def send_packets(self, packets: list[bytes], *, control: bool = False) -> None:
         self.sent.extend(packets)
+
+    def send_data(self, ip_packets: list[bytes], timestamp_ms: int, skip: int = 0) -> None:
+        self.sent.extend(
+            _core.make_packet(timestamp_ms, _core.CMD_DATA, p[skip:]) for p in ip_packets
+        )
 
 
 def test_router_detours_a_packet_sent_back_over_its_own_route() -> None:
@@ -250,6 +325,104 @@ def test_a_duplicate_data_packet_from_elsewhere_leaves_the_route_alone() -> None
     echo.router.on_packets(echo.to_x, [relayed])
     assert echo.router.routes[echo.l_address].link is echo.to_r
     assert echo.to_r.sent == [relayed]
+
+
+class Diamond:
+    """Node A of the diamond, as its router sees it: D heard over B first, over C as a backup."""
+
+    def __init__(self) -> None:
+        self.router = Router([node_address_bytes("a")], lambda packets: None)
+        self.to_b, self.to_c = FakeLink("b"), FakeLink("c")
+        self.router.link_up(self.to_b)
+        self.router.link_up(self.to_c)
+        self.now = int(time.time() * 1000)
+        self.d = node_address_bytes("d")
+        self.hear(0)
+
+    def hear(self, offset_ms: int, *, first: str = "b") -> None:
+        """A copy of D's announcement stamped `offset_ms` later, over `first`, then the other."""
+        announcement = _core.make_packet(self.now + offset_ms, _core.CMD_NAME, b"d")
+        links = [self.to_b, self.to_c] if first == "b" else [self.to_c, self.to_b]
+        for link in links:
+            self.router.on_packets(link, [announcement])
+
+    def via(self) -> FakeLink:
+        link = self.router.next_hop[self.d]
+        assert isinstance(link, FakeLink) and self.router.routes[self.d].link is link
+        return link
+
+
+def test_a_silent_link_gives_its_routes_to_the_backup_and_takes_none_until_it_answers() -> None:
+    """B stops acknowledging: A's route to D moves to C at once. While B stays silent, even the
+    first copy of D's next announcement over B leaves the route on C; once B answers again, the
+    next announcement whose copy comes over B first takes the route back (the fastest path)."""
+    diamond = Diamond()
+    assert diamond.via() is diamond.to_b
+    diamond.router.link_silent(diamond.to_b, 0.6)
+    assert diamond.to_b.silent and diamond.via() is diamond.to_c
+    diamond.hear(5000, first="b")
+    assert diamond.via() is diamond.to_c
+    diamond.router.link_silent(diamond.to_b, None)
+    assert not diamond.to_b.silent and diamond.via() is diamond.to_c
+    diamond.hear(10000, first="b")
+    assert diamond.via() is diamond.to_b
+
+
+def test_a_route_with_no_other_path_stays_on_its_silent_link_until_one_is_heard() -> None:
+    """D was heard over B alone: the route stays on B when B falls silent (it may recover); a copy
+    of D's announcement over C, even an old one, then moves it to C; and if B goes down the route
+    goes to C as well."""
+    router = Router([node_address_bytes("a")], lambda packets: None)
+    to_b, to_c = FakeLink("b"), FakeLink("c")
+    router.link_up(to_b)
+    router.link_up(to_c)
+    d = node_address_bytes("d")
+    announcement = _core.make_packet(int(time.time() * 1000), _core.CMD_NAME, b"d")
+    router.on_packets(to_b, [announcement])
+    router.link_silent(to_b, 0.6)
+    assert router.next_hop[d] is to_b
+    router.on_packets(to_c, [announcement])  # a duplicate: only proof of a path
+    assert router.next_hop[d] is to_c
+    router.link_down(to_b)
+    assert router.next_hop[d] is to_c and to_b not in router.routes[d].paths
+
+
+def test_a_failed_route_prefers_a_backup_that_answers_over_a_fresher_silent_one() -> None:
+    """Three paths to D: B carries the route, C was heard most recently but is silent, E answers.
+    When B goes down the route goes to E."""
+    diamond = Diamond()
+    to_e = FakeLink("e")
+    diamond.router.link_up(to_e)
+    announcement = _core.make_packet(diamond.now, _core.CMD_NAME, b"d")
+    diamond.router.on_packets(to_e, [announcement])
+    diamond.router.on_packets(diamond.to_c, [announcement])  # C: the freshest backup
+    diamond.router.link_silent(diamond.to_c, 0.6)
+    assert diamond.via() is diamond.to_b
+    diamond.router.link_down(diamond.to_b)
+    assert diamond.via() is to_e
+
+
+def test_data_for_a_route_whose_only_path_fell_silent_goes_back_where_it_came_from() -> None:
+    """B's one path to A has gone silent. D, whose route to A leads through B, sends a packet for
+    A: B hands it back to D, which then knows its route through B leads nowhere (the test of the
+    smolmesh2 echo above shows D's side); B's own packets for A still go to A's link."""
+    router = Router([node_address_bytes("b")], lambda packets: None)
+    to_a, to_d = FakeLink("a"), FakeLink("d")
+    router.link_up(to_a)
+    router.link_up(to_d)
+    now = int(time.time() * 1000)
+    router.on_packets(to_a, [_core.make_packet(now, _core.CMD_NAME, b"a")])
+    router.link_silent(to_a, 0.6)
+    assert router.next_hop[node_address_bytes("a")] is to_a
+    to_a.sent.clear()
+    to_d.sent.clear()
+    ipv6 = bytes([0x60]) + bytes(23) + node_address_bytes("a")
+    data = _core.make_packet(now, _core.CMD_DATA, ipv6)
+    router.on_packets(to_d, [data])
+    assert to_d.sent == [data] and to_a.sent == []
+    router.on_packets(to_d, [data])  # a smolmesh2 peer sends it to us again: dropped
+    assert to_d.sent == [data] and to_a.sent == []
+    assert router.route_packets([ipv6], now) == 1 and to_a.sent == [data]
 
 
 def node_address_bytes(name: str) -> bytes:

@@ -42,6 +42,7 @@ def test_status_shows_links_and_routes_and_goes_away_with_the_node(tmp_path) -> 
         assert seen["links"][0]["bytes_received"] > 0
         # A smolmesh peer never sends this node's own announcements back (smolmesh2 does).
         assert seen["links"][0]["returns_announcements"] is False
+        assert seen["links"][0]["silent"] is False
         routes = {route["address"]: route for route in seen["routes"]}
         assert routes[node_address(right)]["name"] == right
         assert "10.250.0.2" in routes

@@ -193,6 +193,7 @@ def format_status(status: dict[str, Any]) -> str:
             f" {_rate(link.get('received_per_s', 0.0)):>14}"
             f"  dropped {link['packets_dropped']}"
             + ("  (returns our announcements)" if link.get("returns_announcements") else "")
+            + ("  (silent: acknowledges nothing)" if link.get("silent") else "")
         )
     lines.append(f"  routes ({len(status['routes'])}):")
     for route in status["routes"]:

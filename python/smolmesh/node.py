@@ -56,6 +56,9 @@ class LinkInfo:
     # The peer sent this node's own announcements back over the link, as smolmesh2 does with
     # every announcement: a backup path over this link is no proof of a second way.
     returns_announcements: bool = False
+    # The peer has acknowledged nothing for a while (half a second or more): the routes over the
+    # link have moved to other paths where there are any (see router.Router.link_silent).
+    silent: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,7 @@ class Node:
             raise
         self._tasks.append(asyncio.create_task(self._announce_forever()))
         self._tasks.append(asyncio.create_task(self._maintain_forever()))
+        self._tasks.append(asyncio.create_task(self._watch_links_forever()))
         self.started = True
         self.started_at = time.time()
         log.info("node %s up as %s", self.config.node_name, self.address)
@@ -191,6 +195,7 @@ class Node:
                     sent_per_s=sent_per_s,
                     received_per_s=received_per_s,
                     returns_announcements=link.returns_announcements,
+                    silent=link.silent,
                 )
             )
         return infos
@@ -308,6 +313,21 @@ class Node:
                 since = link.congested_since
                 if since is not None and since < stalled_before:
                     link.close("stalled: the peer reads nothing")
+
+    async def _watch_links_forever(self) -> None:
+        """Route around links whose peers stopped acknowledging, without waiting for the kernel
+        to close them (TCP_USER_TIMEOUT_MS): see LegacyTcpLink.silence. A link that falls silent
+        also makes the node announce itself soon, as a link that goes down does, so that nodes
+        whose routes to it crossed that link learn the paths that are left."""
+        while True:
+            await asyncio.sleep(tuning.SILENCE_CHECK_PERIOD_S)
+            for link in list(self._all_links):
+                silent_for = link.silence()
+                if link.silent or silent_for is not None:
+                    was_silent = link.silent
+                    self.router.link_silent(link, silent_for)
+                    if link.silent and not was_silent:
+                        self._link_changed()
 
     def _measure_link_rates(self, now: float) -> None:
         """Each link's bytes a second since the last call, for `links` and `status`."""

@@ -20,6 +20,16 @@ link at once, for the freshest other path or none, so the host route goes and `s
 tells the truth, instead of packets going round until the route expires. A link whose peer sent one
 of this node's own announcements back is marked `returns_announcements`, for the status to show.
 
+A link whose peer stops acknowledging (a cut cable, a peer frozen or gone without a FIN) is not
+closed by the kernel for seconds. The node marks it *silent* as soon as the kernel shows it
+(`link_silent`, about half a second): its routes move to their freshest backup paths at once, no
+announcement over it takes a route while it stays silent, and one heard over another link takes
+a route back from it. A route with no other path stays where it is, in case the link recovers,
+but a data packet for it that arrives from a peer goes back to that peer: the protocol has no
+message for "no route", and a smolmesh peer takes a packet returned over its route's link as the
+sign above, so it moves its route to another path at once instead of when the kernel closes our
+link seconds later. (A smolmesh2 peer sends it to us again; we drop the repeat.)
+
 Data packets (cmd 3) go to the local sink when addressed to this node, else over the route's link.
 The hot path is `on_triaged`: one call per batch of packets from a link (opened and triaged by the
 link's one call into Rust), a dict lookup per packet.
@@ -58,6 +68,8 @@ class Link(Protocol):
     # Set by the router once the peer sent one of this node's own announcements back over this
     # link, as a smolmesh2 node does with every announcement: its copies prove no second path.
     returns_announcements: bool
+    # Set by the router while the peer acknowledges nothing we send (see `link_silent`).
+    silent: bool
 
     def send_packets(self, packets: list[bytes], *, control: bool = False) -> None: ...
     def send_data(self, ip_packets: list[bytes], timestamp_ms: int, skip: int = 0) -> None: ...
@@ -133,6 +145,26 @@ class Router:
                 continue
             self._fall_back(address, route, f"link {link.label} went down")
 
+    def link_silent(self, link: Link, silent_for: float | None) -> None:
+        """The peer of `link` has acknowledged nothing for `silent_for` seconds, or (None)
+        acknowledges again. A silent link gives up its routes to backup paths heard over links
+        that answer; a link that answers again wins routes back by the usual rule, when its copy
+        of an announcement arrives first."""
+        if silent_for is None:
+            if link.silent:
+                link.silent = False
+                log.info("link %s answers again", link.label)
+            return
+        if link.silent:
+            return
+        link.silent = True
+        why = f"link {link.label} acknowledged nothing for {silent_for:.1f} s"
+        kept = 0
+        for address, route in list(self.routes.items()):
+            if route.link is link and self._fall_back(address, route, why) is link:
+                kept += 1
+        log.info("%s: silent%s", why, f"; {kept} routes have no other path" if kept else "")
+
     # --- Packets from links ---
     def on_packets(self, source: Link, packets: list[bytes]) -> None:
         """Handle a batch of verified mesh packets that arrived over `source`."""
@@ -154,6 +186,8 @@ class Router:
                 link = next_hop.get(key)
                 if link is source:  # the peer we route to sent it back: it routes through us
                     link = self._leads_back(key, source)
+                elif link is not None and link.silent:  # our one path to it is dead: hand it back
+                    link = source
                 if link is not None and packet is not None:  # a repeat is not sent again
                     batch = outgoing.get(link)
                     if batch is None:
@@ -261,28 +295,40 @@ class Router:
         previous = route.paths.get(source)
         if previous is None or timestamp >= previous[0]:
             route.paths[source] = (timestamp, heard_at)
+        newer = False
         if packet is not None and timestamp > route.timestamp_ms:
+            newer = True
             route.timestamp_ms = timestamp
             route.announcement = packet
-            if route.link is not source:
-                old = route.link
-                route.link = source
-                self.next_hop[address] = source
-                log.info(
-                    "route to %s changed from %s to %s",
-                    self._describe(address, route),
-                    old.label,
-                    source.label,
-                )
-                self._route_changed(address, source)
+        # The first copy of a newer announcement moves the route to its link (the fastest path),
+        # unless that link is silent; any copy over a link that answers moves it off a silent one.
+        if route.link is not source and not source.silent and (newer or route.link.silent):
+            old = route.link
+            route.link = source
+            self.next_hop[address] = source
+            log.info(
+                "route to %s changed from %s to %s",
+                self._describe(address, route),
+                old.label,
+                source.label,
+            )
+            self._route_changed(address, source)
         return fresh
 
     def _fall_back(self, address: bytes, route: Route, why: str) -> Link | None:
-        """Move a route whose link failed to its freshest backup path, or drop it; the new link."""
-        backup = max(route.paths.items(), key=lambda item: item[1], default=None)
+        """Move a route whose link failed to its freshest backup path, or drop it; the new link.
+
+        A path over a silent link is taken only when there is no other; when that is the route's
+        own (silent) link, the route stays as it is.
+        """
+        backup = max(
+            route.paths.items(), key=lambda item: (not item[0].silent, item[1]), default=None
+        )
         if backup is None:
             self._forget(address, why)
             return None
+        if backup[0] is route.link:
+            return route.link
         route.link = backup[0]
         self.next_hop[address] = backup[0]
         log.info(

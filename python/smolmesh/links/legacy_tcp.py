@@ -13,7 +13,9 @@ A `LegacyTcpLink` is an asyncio protocol with two states:
 
 A link that breaks the protocol (wrong key, bad MAC) or stalls is closed and logged once. Silent
 death is left to the kernel: keepalive probes and TCP_USER_TIMEOUT close a dead connection within
-a few seconds, without any byte on the wire that smolmesh2 would not understand.
+a few seconds, without any byte on the wire that smolmesh2 would not understand. Sooner than that,
+`silence()` reads from the kernel (TCP_INFO) that the peer has stopped acknowledging what we send,
+so that the node can route around the link while it waits (Node._watch_links_forever).
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ import logging
 import os
 import random
 import socket
+import struct
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from smolmesh import _core, tuning
 from smolmesh.errors import BadMacError, StartupError
@@ -59,6 +62,40 @@ def _tune_socket(transport: asyncio.BaseTransport) -> None:
             sock.setsockopt(level, name, value)
 
 
+# struct tcp_info of linux/tcp.h up to tcpi_last_ack_recv: eight one-byte fields, then 32-bit ones.
+_TCP_INFO = struct.Struct("=8B13I")
+_TCPI_RETRANSMITS, _TCPI_BACKOFF = 2, 4  # timeouts since the peer last acknowledged new data
+_TCPI_LAST_ACK_RECV = 20  # milliseconds since the last acknowledgement
+
+
+def silence_of(sock: Any) -> float | None:
+    """Seconds since the peer last acknowledged anything, when it looks gone; else None.
+
+    Gone: the oldest data we sent is still unacknowledged after SILENT_AFTER_TIMEOUTS of the
+    kernel's retransmission timeouts in a row (each twice the one before, the first at least
+    200 ms: some 0.6 s on a LAN, and longer by itself on a slower path), or, when this host's
+    own network refuses to send it, after as many backed-off retries; and nothing at all has
+    been acknowledged for SILENT_AFTER_S (a peer that answers zero-window probes is slow, not
+    gone). A single loss never counts: its first retransmission is answered. None also where
+    the kernel does not tell (no TCP_INFO: not Linux). `sock`: a socket, the socket-like object
+    of an event loop's transport (uvloop's PseudoSocket), or None.
+    """
+    if sock is None or not hasattr(socket, "TCP_INFO"):
+        return None
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO.size)
+    except OSError:
+        return None
+    if len(raw) < _TCP_INFO.size:
+        return None
+    info = _TCP_INFO.unpack(raw)
+    timeouts = max(info[_TCPI_RETRANSMITS], info[_TCPI_BACKOFF])
+    quiet_s = info[_TCPI_LAST_ACK_RECV] / 1000
+    if timeouts < tuning.SILENT_AFTER_TIMEOUTS or quiet_s < tuning.SILENT_AFTER_S:
+        return None
+    return quiet_s
+
+
 class LegacyTcpLink(asyncio.Protocol):
     """One legacy_tcp connection, outgoing (one key) or incoming (any of the listener's keys)."""
 
@@ -82,6 +119,7 @@ class LegacyTcpLink(asyncio.Protocol):
         self.packets_dropped = 0
         self.congested_since: float | None = None
         self.returns_announcements = False  # set by the router (see router.Link)
+        self.silent = False  # set by the router (see router.Link)
         self._my_iv = os.urandom(_core.IV_LEN)
         self._hello = b""
         self._psk: bytes | None = None
@@ -150,6 +188,12 @@ class LegacyTcpLink(asyncio.Protocol):
                 log.info("link %s refused: %s", self.label, reason)
         if not self.closed.done():
             self.closed.set_result(reason)
+
+    def silence(self) -> float | None:
+        """Seconds the peer has acknowledged nothing, if it looks gone (see `silence_of`)."""
+        if not self.is_up or self.transport is None:
+            return None
+        return silence_of(self.transport.get_extra_info("socket"))
 
     def pause_writing(self) -> None:
         self.congested_since = time.monotonic()
