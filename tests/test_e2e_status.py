@@ -8,7 +8,16 @@ import subprocess
 
 from netns import Lab, tcp_connect, tcp_listen, wait_until
 from smolmesh import control
-from test_e2e_kit import KEY, PORT, node_address, smolmesh_command, start_node, wait_route, wait_up
+from test_e2e_kit import (
+    KEY,
+    PORT,
+    PingStream,
+    node_address,
+    smolmesh_command,
+    start_node,
+    wait_route,
+    wait_up,
+)
 
 
 def status(*args: str) -> subprocess.CompletedProcess[str]:
@@ -43,6 +52,8 @@ def test_status_shows_links_and_routes_and_goes_away_with_the_node(tmp_path) -> 
         # A smolmesh peer never sends this node's own announcements back (smolmesh2 does).
         assert seen["links"][0]["returns_announcements"] is False
         assert seen["links"][0]["silent"] is False
+        assert 0 < seen["links"][0]["rtt_ms"] < 100  # two namespaces on one machine
+        assert seen["links"][0]["retransmitted_segments"] >= 0
         routes = {route["address"]: route for route in seen["routes"]}
         assert routes[node_address(right)]["name"] == right
         assert "10.250.0.2" in routes
@@ -51,10 +62,25 @@ def test_status_shows_links_and_routes_and_goes_away_with_the_node(tmp_path) -> 
         assert text.returncode == 0, text.stderr
         assert f"node {right}" in text.stdout and "links (1):" in text.stdout
         assert f"({left})" in text.stdout and "10.250.0.1" in text.stdout
+        assert " ms  resent " in text.stdout  # the link's round trip and retransmissions
 
         everyone = status("--json")
         assert everyone.returncode == 0, everyone.stderr
         assert {left, right} <= {node["node_name"] for node in json.loads(everyone.stdout)}
+
+        # Cut the path on the wire, both ways: once a ping has gone unacknowledged through two
+        # retransmission timeouts, the link shows as silent, before the kernel closes it (3 s).
+        lab.cut_arrivals(a, veth.dev_a)
+        lab.cut_arrivals(b, veth.dev_b)
+        pings = PingStream(lab, a, "10.250.0.2", "ping-cut", interval=0.1)
+
+        def silent_link() -> str | None:
+            shown = status(left)
+            return shown.stdout if "(silent: acknowledges nothing)" in shown.stdout else None
+
+        text_silent = wait_until(silent_link, timeout=2.5, interval=0.1)
+        pings.stop()
+        assert text_silent, node_a.log()
 
         assert node_b.terminate(grace=10) == 0
         assert wait_until(lambda: not control.socket_path(right).exists(), timeout=5)

@@ -192,6 +192,7 @@ def format_status(status: dict[str, Any]) -> str:
             f"  received {_size(link['bytes_received']):>9}"
             f" {_rate(link.get('received_per_s', 0.0)):>14}"
             f"  dropped {link['packets_dropped']}"
+            + (_path(link["rtt_ms"], link["retransmitted_segments"]) if "rtt_ms" in link else "")
             + ("  (returns our announcements)" if link.get("returns_announcements") else "")
             + ("  (silent: acknowledges nothing)" if link.get("silent") else "")
         )
@@ -210,6 +211,13 @@ def format_status(status: dict[str, Any]) -> str:
             f" {suppressed} suppressed (rate limit)"
         )
     return "\n".join(lines)
+
+
+def _path(rtt_ms: float | None, retransmitted: int | None) -> str:
+    """A link's round trip and TCP retransmissions, as the kernel counts them (Linux only)."""
+    if rtt_ms is None:
+        return ""
+    return f"  rtt {rtt_ms:.2f} ms  resent {retransmitted} segments"
 
 
 def _duration(seconds: float) -> str:

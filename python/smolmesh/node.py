@@ -59,6 +59,10 @@ class LinkInfo:
     # The peer has acknowledged nothing for a while (half a second or more): the routes over the
     # link have moved to other paths where there are any (see router.Router.link_silent).
     silent: bool = False
+    # The kernel's smoothed round trip to the peer, and the TCP segments it has sent again over the
+    # link (lost on the way, or taken for lost); None where the kernel does not tell (not Linux).
+    rtt_ms: float | None = None
+    retransmitted_segments: int | None = None
 
 
 @dataclass(frozen=True)
@@ -184,6 +188,8 @@ class Node:
         infos = []
         for link in self.router.links:
             sent_per_s, received_per_s = self._link_rates.get(link, (0.0, 0.0))
+            path = link.path() if isinstance(link, LegacyTcpLink) else None
+            rtt_ms, retransmitted = path if path is not None else (None, None)
             infos.append(
                 LinkInfo(
                     peer=link.label,
@@ -196,6 +202,8 @@ class Node:
                     received_per_s=received_per_s,
                     returns_announcements=link.returns_announcements,
                     silent=link.silent,
+                    rtt_ms=rtt_ms,
+                    retransmitted_segments=retransmitted,
                 )
             )
         return infos

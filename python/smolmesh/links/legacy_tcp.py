@@ -62,10 +62,25 @@ def _tune_socket(transport: asyncio.BaseTransport) -> None:
             sock.setsockopt(level, name, value)
 
 
-# struct tcp_info of linux/tcp.h up to tcpi_last_ack_recv: eight one-byte fields, then 32-bit ones.
-_TCP_INFO = struct.Struct("=8B13I")
+# struct tcp_info of linux/tcp.h up to tcpi_total_retrans: eight one-byte fields, then 32-bit ones.
+_TCP_INFO = struct.Struct("=8B24I")
 _TCPI_RETRANSMITS, _TCPI_BACKOFF = 2, 4  # timeouts since the peer last acknowledged new data
 _TCPI_LAST_ACK_RECV = 20  # milliseconds since the last acknowledgement
+_TCPI_RTT = 23  # the smoothed round trip, microseconds
+_TCPI_TOTAL_RETRANS = 31  # segments sent again over the connection's life
+
+
+def tcp_info(sock: Any) -> tuple[int, ...] | None:
+    """The kernel's struct tcp_info of a TCP socket as far as `_TCP_INFO` reads it, or None where
+    the kernel does not tell (no TCP_INFO: not Linux). `sock`: a socket, the socket-like object
+    of an event loop's transport (uvloop's PseudoSocket), or None."""
+    if sock is None or not hasattr(socket, "TCP_INFO"):
+        return None
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO.size)
+    except OSError:
+        return None
+    return _TCP_INFO.unpack(raw) if len(raw) >= _TCP_INFO.size else None
 
 
 def silence_of(sock: Any) -> float | None:
@@ -77,18 +92,11 @@ def silence_of(sock: Any) -> float | None:
     own network refuses to send it, after as many backed-off retries; and nothing at all has
     been acknowledged for SILENT_AFTER_S (a peer that answers zero-window probes is slow, not
     gone). A single loss never counts: its first retransmission is answered. None also where
-    the kernel does not tell (no TCP_INFO: not Linux). `sock`: a socket, the socket-like object
-    of an event loop's transport (uvloop's PseudoSocket), or None.
+    the kernel does not tell (see `tcp_info`).
     """
-    if sock is None or not hasattr(socket, "TCP_INFO"):
+    info = tcp_info(sock)
+    if info is None:
         return None
-    try:
-        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO.size)
-    except OSError:
-        return None
-    if len(raw) < _TCP_INFO.size:
-        return None
-    info = _TCP_INFO.unpack(raw)
     timeouts = max(info[_TCPI_RETRANSMITS], info[_TCPI_BACKOFF])
     quiet_s = info[_TCPI_LAST_ACK_RECV] / 1000
     if timeouts < tuning.SILENT_AFTER_TIMEOUTS or quiet_s < tuning.SILENT_AFTER_S:
@@ -194,6 +202,14 @@ class LegacyTcpLink(asyncio.Protocol):
         if not self.is_up or self.transport is None:
             return None
         return silence_of(self.transport.get_extra_info("socket"))
+
+    def path(self) -> tuple[float, int] | None:
+        """The kernel's smoothed round trip to the peer (ms) and the segments it has sent again
+        over this link; None where the kernel does not tell."""
+        info = None if self.transport is None else tcp_info(self.transport.get_extra_info("socket"))
+        if info is None:
+            return None
+        return info[_TCPI_RTT] / 1000, info[_TCPI_TOTAL_RETRANS]
 
     def pause_writing(self) -> None:
         self.congested_since = time.monotonic()
