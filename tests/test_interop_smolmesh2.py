@@ -31,7 +31,7 @@ import pytest
 from netns import Lab, Proc, tcp_connect, tcp_listen, wait_until
 from smolmesh import tuning
 from test_e2e_basic import SINK
-from test_e2e_failover import KILL_GAP_LIMIT, PERIOD_S, how_route_left
+from test_e2e_failover import CUT_GAP_LIMIT, KILL_GAP_LIMIT, PERIOD_S, how_route_left
 from test_e2e_kit import (
     KEY,
     PORT,
@@ -424,20 +424,25 @@ def packets_carried(lab: Lab, middles: dict[str, str]) -> dict[str, int]:
     return {corner: veth_packets(lab, ns) - before[corner] for corner, ns in middles.items()}
 
 
+@pytest.mark.parametrize("event", ["kill", "cut"], ids=["killed-middle", "cut-link"])
 @pytest.mark.parametrize("ends", ["smolmesh2", "smolmesh"], ids=["all-smolmesh2", "smolmesh-ends"])
-def test_diamond_with_smolmesh2_in_the_middle_pings_survive_a_killed_middle_node(
-    tmp_path, ends: str
+def test_diamond_with_smolmesh2_in_the_middle_pings_survive_a_killed_middle_node_or_a_cut_link(
+    tmp_path, ends: str, event: str
 ) -> None:
     """The diamond of test_e2e_failover: A links to B and C, both link to D; B and C are smolmesh2,
     A and D are `ends`. Once every node has announced itself once more after the links came up,
     A pings D's node address every 0.1 s; the middle node that carries the pings is SIGKILLed
-    and the gap in the replies printed (0.10 s, the ping interval, when no reply was lost).
+    (`kill`), or the link from A to it is cut on the wire, both ways (`cut`), and the gap in the
+    replies printed (0.10 s, the ping interval, when no reply was lost).
 
     All smolmesh2: A and D keep routing into the dead link until the next announcement of D (of
     A) comes over the other middle node, 5-10 s after the last; only the recovery is asserted.
     smolmesh at the ends: A and D hear each other's announcements over both middle nodes (which
     flood them), so when the link to the killed node closes, their routes move to the backup
-    path at once, and the gap must stay under the all-smolmesh diamond's KILL_GAP_LIMIT."""
+    path at once, and the gap must stay under the all-smolmesh diamond's KILL_GAP_LIMIT. On a
+    cut, A finds its link silent (Router.link_silent) and moves its route; it also announces
+    itself again, so D, whose replies the smolmesh2 node beyond the cut keeps sending into it,
+    hears A over the other middle node first: the gap must stay under CUT_GAP_LIMIT."""
     names = {corner: f"interop-diamond-{corner}-{PID}" for corner in "abcd"}
     with Lab(tmp_path) as lab:
         ns = {corner: lab.namespace() for corner in "abcd"}
@@ -484,10 +489,15 @@ def test_diamond_with_smolmesh2_in_the_middle_pings_survive_a_killed_middle_node
         # different paths: then the busier one), killed right after they were counted.
         carried = packets_carried(lab, {middle: ns[middle] for middle in "bc"})
         victim = max(carried, key=lambda middle: carried[middle])
-        killed_at = time.time()
-        nodes[victim].kill()
+        struck_at = time.time()
+        if event == "kill":
+            nodes[victim].kill()
+        else:
+            veth = veths["a", victim]
+            lab.cut_arrivals(veth.ns_a, veth.dev_a)
+            lab.cut_arrivals(veth.ns_b, veth.dev_b)
         recovered = pings.wait_replies(10, timeout=RECOVERY_TIMEOUT)
-        gap = pings.gap_around(killed_at)
+        gap = pings.gap_around(struck_at)
         pings.stop()
 
         counts = ", ".join(f"{middle.upper()} {count}" for middle, count in carried.items())
@@ -498,22 +508,24 @@ def test_diamond_with_smolmesh2_in_the_middle_pings_survive_a_killed_middle_node
         )
         how = ""
         if ends == "smolmesh":
-            # The link to the killed node goes down within a millisecond, and log times are cut
-            # to the millisecond: look from the millisecond of the kill on.
-            since = killed_at - 0.001
+            # The link to a killed node goes down within a millisecond, and log times are cut
+            # to the millisecond: look from the millisecond of the kill (or cut) on.
+            since = struck_at - 0.001
             how = (
                 f" (A's route to D {how_route_left(nodes['a'], names['d'], since)};"
                 f" D's route to A {how_route_left(nodes['d'], names['a'], since)})"
             )
+        struck = f"SIGKILL of {victim.upper()}" if event == "kill" else f"A-{victim.upper()} cut"
         print(
-            f"\ndiamond, {ends} at A and D, smolmesh2 at B and C: SIGKILL of {victim.upper()}"
+            f"\ndiamond, {ends} at A and D, smolmesh2 at B and C: {struck}"
             f" (packets on the middle nodes' veths in {CARRIER_WINDOW_S:g} s of pings: {counts}):"
             f" {figure}{how}"
         )
-        assert recovered, f"no replies within {RECOVERY_TIMEOUT:g} s of the kill"
+        assert recovered, f"no replies within {RECOVERY_TIMEOUT:g} s of the {event}"
         assert gap is not None
         if ends == "smolmesh":
-            assert gap < KILL_GAP_LIMIT, how
-        assert all(nodes[corner].alive for corner in "abcd" if corner != victim), [
+            assert gap < (KILL_GAP_LIMIT if event == "kill" else CUT_GAP_LIMIT), how
+        alive = [corner for corner in "abcd" if event == "cut" or corner != victim]
+        assert all(nodes[corner].alive for corner in alive), [
             nodes[corner].log_tail() for corner in "abcd"
         ]
