@@ -186,8 +186,6 @@ class Router:
                 link = next_hop.get(key)
                 if link is source:  # the peer we route to sent it back: it routes through us
                     link = self._leads_back(key, source)
-                elif link is not None and link.silent:  # our one path to it is dead: hand it back
-                    link = source
                 if link is not None and packet is not None:  # a repeat is not sent again
                     batch = outgoing.get(link)
                     if batch is None:
@@ -201,7 +199,8 @@ class Router:
         if to_deliver:
             self.deliver(to_deliver)
         for link, batch in outgoing.items():
-            link.send_packets(batch)
+            # Routes left on a silent link have no other path: hand their packets back.
+            (source if link.silent else link).send_packets(batch)
         if flood:
             for link in self.links:
                 if link is not source:
