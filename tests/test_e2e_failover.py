@@ -147,7 +147,7 @@ SILENCE_PROBE = r"""
 import json, socket, sys, time
 sys.path.insert(0, sys.argv[1])
 from netns import cut_arrivals, set_loss
-from smolmesh.links.legacy_tcp import silence_of
+from smolmesh.links.legacy_tcp import silence_of, tcp_info
 
 def first(predicate, within):
     start = time.monotonic()
@@ -165,13 +165,13 @@ for cut in (lambda on: cut_arrivals(None, "lo", on), lambda on: set_loss(None, "
     sender.sendall(b"x" * 1000)
     receiver.recv(4096)
     time.sleep(0.3)
-    answering = silence_of(sender)
+    answering = silence_of(tcp_info(sender))
     cut(True)
     sender.sendall(b"y" * 1000)
-    silent_after = first(lambda: silence_of(sender) is not None, 3)
-    silence = silence_of(sender)
+    silent_after = first(lambda: silence_of(tcp_info(sender)) is not None, 3)
+    silence = silence_of(tcp_info(sender))
     cut(False)
-    answers_after = first(lambda: silence_of(sender) is None, 8)
+    answers_after = first(lambda: silence_of(tcp_info(sender)) is None, 8)
     receiver.recv(4096)
     results.append([answering, silent_after, silence, answers_after])
 print(json.dumps(results))
@@ -179,7 +179,7 @@ print(json.dumps(results))
 
 
 def test_the_kernel_shows_a_peer_that_stopped_acknowledging(tmp_path) -> None:
-    """`silence_of` reads TCP_INFO: nothing while the peer acknowledges; once the path drops
+    """`silence_of` the socket's TCP_INFO: nothing while the peer acknowledges; once the path drops
     every packet, the silence within a second or so (a retransmission timeout and 0.5 s without
     an acknowledgement); nothing again once the path heals and the peer acknowledges."""
     with Lab(tmp_path) as lab:

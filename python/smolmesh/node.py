@@ -150,7 +150,6 @@ class Node:
             raise
         self._tasks.append(asyncio.create_task(self._announce_forever()))
         self._tasks.append(asyncio.create_task(self._maintain_forever()))
-        self._tasks.append(asyncio.create_task(self._watch_links_forever()))
         self.started = True
         self.started_at = time.time()
         log.info("node %s up as %s", self.config.node_name, self.address)
@@ -271,6 +270,7 @@ class Node:
         link = LegacyTcpLink(self.router, psks, outgoing=outgoing)
         link.on_up = self._link_up
         link.on_down = lambda link, reason: self._link_changed()
+        link.on_silence = self._link_silence
         self._all_links.add(link)
         link.closed.add_done_callback(lambda _: self._all_links.discard(link))
         return link
@@ -279,6 +279,16 @@ class Node:
         """Greet a new peer with a fresh announcement of this node, then tell the whole mesh."""
         link.send_packets(self._own_announcements(remember=True), control=True)
         self._link_changed()
+
+    def _link_silence(self, link: LegacyTcpLink, silent_for: float | None) -> None:
+        """A link's peer stopped acknowledging (`silent_for` seconds), or (None) answers again:
+        the router moves the link's routes (Router.link_silent). A link that falls silent also
+        makes the node announce itself soon, as a link that goes down does, so that nodes whose
+        routes to it crossed that link learn the paths that are left."""
+        was_silent = link.silent
+        self.router.link_silent(link, silent_for)
+        if link.silent and not was_silent:
+            self._link_changed()
 
     def _link_changed(self) -> None:
         """Announce again soon, so the mesh learns the new paths without waiting for the period.
@@ -321,21 +331,6 @@ class Node:
                 since = link.congested_since
                 if since is not None and since < stalled_before:
                     link.close("stalled: the peer reads nothing")
-
-    async def _watch_links_forever(self) -> None:
-        """Route around links whose peers stopped acknowledging, without waiting for the kernel
-        to close them (TCP_USER_TIMEOUT_MS): see LegacyTcpLink.silence. A link that falls silent
-        also makes the node announce itself soon, as a link that goes down does, so that nodes
-        whose routes to it crossed that link learn the paths that are left."""
-        while True:
-            await asyncio.sleep(tuning.SILENCE_CHECK_PERIOD_S)
-            for link in list(self._all_links):
-                silent_for = link.silence()
-                if link.silent or silent_for is not None:
-                    was_silent = link.silent
-                    self.router.link_silent(link, silent_for)
-                    if link.silent and not was_silent:
-                        self._link_changed()
 
     def _measure_link_rates(self, now: float) -> None:
         """Each link's bytes a second since the last call, for `links` and `status`."""

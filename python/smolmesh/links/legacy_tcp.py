@@ -14,8 +14,10 @@ A `LegacyTcpLink` is an asyncio protocol with two states:
 A link that breaks the protocol (wrong key, bad MAC) or stalls is closed and logged once. Silent
 death is left to the kernel: keepalive probes and TCP_USER_TIMEOUT close a dead connection within
 a few seconds, without any byte on the wire that smolmesh2 would not understand. Sooner than that,
-`silence()` reads from the kernel (TCP_INFO) that the peer has stopped acknowledging what we send,
-so that the node can route around the link while it waits (Node._watch_links_forever).
+a link that has sent something looks at the kernel's view of the connection (TCP_INFO) every
+SILENCE_CHECK_PERIOD_S until all it sent is acknowledged, and tells `on_silence` when the peer has
+stopped acknowledging (see `silence_of`) and when it answers again, so that the node can route
+around the link meanwhile. An idle link costs no wake-up.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def _tune_socket(transport: asyncio.BaseTransport) -> None:
 # struct tcp_info of linux/tcp.h up to tcpi_total_retrans: eight one-byte fields, then 32-bit ones.
 _TCP_INFO = struct.Struct("=8B24I")
 _TCPI_RETRANSMITS, _TCPI_BACKOFF = 2, 4  # timeouts since the peer last acknowledged new data
+_TCPI_UNACKED = 12  # segments sent and not yet acknowledged
 _TCPI_LAST_ACK_RECV = 20  # milliseconds since the last acknowledgement
 _TCPI_RTT = 23  # the smoothed round trip, microseconds
 _TCPI_TOTAL_RETRANS = 31  # segments sent again over the connection's life
@@ -83,20 +86,16 @@ def tcp_info(sock: Any) -> tuple[int, ...] | None:
     return _TCP_INFO.unpack(raw) if len(raw) >= _TCP_INFO.size else None
 
 
-def silence_of(sock: Any) -> float | None:
+def silence_of(info: tuple[int, ...]) -> float | None:
     """Seconds since the peer last acknowledged anything, when it looks gone; else None.
 
-    Gone: the oldest data we sent is still unacknowledged after SILENT_AFTER_TIMEOUTS of the
-    kernel's retransmission timeouts in a row (each twice the one before, the first at least
-    200 ms: some 0.6 s on a LAN, and longer by itself on a slower path), or, when this host's
-    own network refuses to send it, after as many backed-off retries; and nothing at all has
-    been acknowledged for SILENT_AFTER_S (a peer that answers zero-window probes is slow, not
-    gone). A single loss never counts: its first retransmission is answered. None also where
-    the kernel does not tell (see `tcp_info`).
+    `info`: the connection's `tcp_info`. Gone: the oldest data we sent is still unacknowledged
+    after SILENT_AFTER_TIMEOUTS of the kernel's retransmission timeouts in a row (each twice the
+    one before, the first at least 200 ms: some 0.6 s on a LAN, and longer by itself on a slower
+    path), or, when this host's own network refuses to send it, after as many backed-off retries;
+    and nothing at all has been acknowledged for SILENT_AFTER_S (a peer that answers zero-window
+    probes is slow, not gone). A single loss never counts: its first retransmission is answered.
     """
-    info = tcp_info(sock)
-    if info is None:
-        return None
     timeouts = max(info[_TCPI_RETRANSMITS], info[_TCPI_BACKOFF])
     quiet_s = info[_TCPI_LAST_ACK_RECV] / 1000
     if timeouts < tuning.SILENT_AFTER_TIMEOUTS or quiet_s < tuning.SILENT_AFTER_S:
@@ -128,6 +127,10 @@ class LegacyTcpLink(asyncio.Protocol):
         self.congested_since: float | None = None
         self.returns_announcements = False  # set by the router (see router.Link)
         self.silent = False  # set by the router (see router.Link)
+        # Told the seconds the peer has acknowledged nothing, once it looks gone, and None once
+        # it answers again (see `_look_for_silence`).
+        self.on_silence: Callable[[LegacyTcpLink, float | None], None] | None = None
+        self._silence_look: asyncio.TimerHandle | None = None
         self._my_iv = os.urandom(_core.IV_LEN)
         self._hello = b""
         self._psk: bytes | None = None
@@ -183,6 +186,9 @@ class LegacyTcpLink(asyncio.Protocol):
         reason = self._close_reason or (f"connection lost: {exc}" if exc else "closed by peer")
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()
+        if self._silence_look is not None:
+            self._silence_look.cancel()
+            self._silence_look = None
         if self.is_up:
             self.is_up = False
             log.info("link %s down: %s", self.label, reason)
@@ -197,11 +203,29 @@ class LegacyTcpLink(asyncio.Protocol):
         if not self.closed.done():
             self.closed.set_result(reason)
 
-    def silence(self) -> float | None:
-        """Seconds the peer has acknowledged nothing, if it looks gone (see `silence_of`)."""
-        if not self.is_up or self.transport is None:
-            return None
-        return silence_of(self.transport.get_extra_info("socket"))
+    def _look_for_silence(self) -> None:
+        """Read the kernel's view of the connection, SILENCE_CHECK_PERIOD_S after a send: tell
+        `on_silence` when the peer looks gone (`silence_of`) or answers again, and look again
+        while anything sent waits for an acknowledgement, or the link is silent."""
+        self._silence_look = None
+        if not self.is_up or self.transport is None or self.on_silence is None:
+            return
+        info = tcp_info(self.transport.get_extra_info("socket"))
+        if info is None:
+            return
+        silent_for = silence_of(info)
+        if silent_for is not None or self.silent:
+            self.on_silence(self, silent_for)
+        waiting = info[_TCPI_UNACKED] or info[_TCPI_BACKOFF] or info[_TCPI_RETRANSMITS]
+        if waiting or self.silent or self.transport.get_write_buffer_size():
+            self._watch()
+
+    def _watch(self) -> None:
+        """Look for silence SILENCE_CHECK_PERIOD_S from now, unless a look is already due."""
+        if self._silence_look is None:
+            self._silence_look = asyncio.get_running_loop().call_later(
+                tuning.SILENCE_CHECK_PERIOD_S, self._look_for_silence
+            )
 
     def path(self) -> tuple[float, int] | None:
         """The kernel's smoothed round trip to the peer (ms) and the segments it has sent again
@@ -265,6 +289,8 @@ class LegacyTcpLink(asyncio.Protocol):
         wire = self._sealer.seal_batch(packets)
         self.bytes_sent += len(wire)
         self.transport.write(wire)
+        if self._silence_look is None:
+            self._watch()
 
     def send_data(self, ip_packets: list[bytes], timestamp_ms: int, skip: int = 0) -> None:
         """Wrap this node's IP packets (from byte `skip` on) as cmd-3 mesh packets, seal and send
@@ -277,6 +303,8 @@ class LegacyTcpLink(asyncio.Protocol):
         wire = self._sealer.seal_data_batch(ip_packets, timestamp_ms, skip)
         self.bytes_sent += len(wire)
         self.transport.write(wire)
+        if self._silence_look is None:
+            self._watch()
 
     def close(self, reason: str) -> None:
         if self._close_reason is None:
