@@ -56,8 +56,8 @@ class LinkInfo:
     # The peer sent this node's own announcements back over the link, as smolmesh2 does with
     # every announcement: a backup path over this link is no proof of a second way.
     returns_announcements: bool = False
-    # The peer has acknowledged nothing for a while (half a second or more): the routes over the
-    # link have moved to other paths where there are any (see router.Router.link_silent).
+    # The peer has stopped acknowledging (two retransmission timeouts and half a second without an
+    # acknowledgement): the link's routes have moved to other paths where there are any.
     silent: bool = False
     # The kernel's smoothed round trip to the peer, and the TCP segments it has sent again over the
     # link (lost on the way, or taken for lost); None where the kernel does not tell (not Linux).
@@ -187,8 +187,8 @@ class Node:
         infos = []
         for link in self.router.links:
             sent_per_s, received_per_s = self._link_rates.get(link, (0.0, 0.0))
-            path = link.path() if isinstance(link, LegacyTcpLink) else None
-            rtt_ms, retransmitted = path if path is not None else (None, None)
+            stats = link.tcp_stats() if isinstance(link, LegacyTcpLink) else None
+            rtt_ms, retransmitted = stats if stats is not None else (None, None)
             infos.append(
                 LinkInfo(
                     peer=link.label,

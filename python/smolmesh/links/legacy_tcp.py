@@ -227,7 +227,7 @@ class LegacyTcpLink(asyncio.Protocol):
                 tuning.SILENCE_CHECK_PERIOD_S, self._look_for_silence
             )
 
-    def path(self) -> tuple[float, int] | None:
+    def tcp_stats(self) -> tuple[float, int] | None:
         """The kernel's smoothed round trip to the peer (ms) and the segments it has sent again
         over this link; None where the kernel does not tell."""
         info = None if self.transport is None else tcp_info(self.transport.get_extra_info("socket"))
