@@ -20,15 +20,15 @@ link at once, for the freshest other path or none, so the host route goes and `s
 tells the truth, instead of packets going round until the route expires. A link whose peer sent one
 of this node's own announcements back is marked `returns_announcements`, for the status to show.
 
-A link whose peer stops acknowledging (a cut cable, a host gone without a FIN) is not closed by
-the kernel for seconds. The node marks it *silent* as soon as the kernel shows it (`link_silent`,
-about 0.8 s on a LAN; see links/legacy_tcp.py, silence_of): its routes move to their freshest
-backup paths at once, no announcement over it takes a route while it stays silent, and one heard
-over another link takes a route back from it. A route with no other path stays where it is, in case the link recovers,
-but a data packet for it that arrives from a peer goes back to that peer: the protocol has no
-message for "no route", and a smolmesh peer takes a packet returned over its route's link as the
-sign above, so it moves its route to another path at once instead of when the kernel closes our
-link seconds later. (A smolmesh2 peer sends it to us again; we drop the repeat.)
+A link whose peer stops acknowledging (a cut cable, a host gone without a FIN) is not closed by the
+kernel for seconds. The node marks it *silent* as soon as the kernel shows it (`link_silent`, about
+0.8 s on a LAN; see links/legacy_tcp.py, silence_of): its routes move to their freshest backup paths
+at once, no announcement over it takes a route while it stays silent, and one heard over another
+link takes a route back from it. A route with no other path stays where it is, in case the link
+recovers, but a data packet for it that arrives from a peer goes back to that peer: the protocol has
+no message for "no route", and a smolmesh peer takes a packet returned over its route's link as the
+sign above, so it moves its route to another path at once instead of when the kernel closes our link
+seconds later. (A smolmesh2 peer sends it to us again; we drop the repeat.)
 
 Data packets (cmd 3) go to the local sink when addressed to this node, else over the route's link.
 The hot path is `on_triaged`: one call per batch of packets from a link (opened and triaged by the
