@@ -111,6 +111,9 @@ def test_random_forms_in_process(capsys: pytest.CaptureFixture[str]) -> None:
         ["meshnode", "a.json", "--log-level"],
         ["meshnode", "a.json", "--log-level", "loud"],
         ["meshnode", "a.json", "--colour"],
+        ["status", "--json", "--prometheus"],
+        ["status", "a", "b"],
+        ["status", "--yaml"],
     ],
 )
 def test_usage_errors(run_smolmesh: RunSmolmesh, args: list[str]) -> None:

@@ -64,6 +64,17 @@ def test_status_shows_links_and_routes_and_goes_away_with_the_node(tmp_path) -> 
         assert f"({left})" in text.stdout and "10.250.0.1" in text.stdout
         assert " ms  resent " in text.stdout  # the link's round trip and retransmissions
 
+        metrics = status(left, "--prometheus")
+        assert metrics.returncode == 0, metrics.stderr
+        samples = dict(
+            line.rsplit(" ", 1) for line in metrics.stdout.splitlines() if not line.startswith("#")
+        )
+        link = f'node="{left}",peer="{seen["links"][0]["peer"]}",direction="in"'
+        assert float(samples[f"smolmesh_link_bytes_received_total{{{link}}}"]) > 0
+        assert samples[f"smolmesh_link_silent{{{link}}}"] == "0"
+        assert 0 < float(samples[f"smolmesh_link_rtt_seconds{{{link}}}"]) < 0.1
+        assert samples[f'smolmesh_routes{{node="{left}"}}'] == "2"  # right's address and IPv4
+
         everyone = status("--json")
         assert everyone.returncode == 0, everyone.stderr
         assert {left, right} <= {node["node_name"] for node in json.loads(everyone.stdout)}

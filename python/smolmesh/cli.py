@@ -29,9 +29,11 @@ smolmesh meshnode CONFIG [-v | --log-level LEVEL]
     -v logs at DEBUG; LEVEL is one of DEBUG, INFO, WARNING, ERROR, CRITICAL
     (default: the config's log_level, else INFO).
 
-smolmesh status [NODE_NAME] [--json]
+smolmesh status [NODE_NAME] [--json | --prometheus]
     Show the links and routes of the nodes running on this machine (or of the
     one named NODE_NAME), read from their sockets in /run/smolmesh (root).
+    --json prints them as JSON; --prometheus as metrics in Prometheus's text
+    format (for node_exporter's textfile collector, say).
 
 smolmesh name-to-ipv6 NAME
     Print the IPv6 address of the node named NAME.
@@ -49,7 +51,8 @@ smolmesh demo [--keep] [--nodes N]
 """
 
 USAGE = (
-    "smolmesh help | meshnode CONFIG [-v | --log-level LEVEL] | status [NODE_NAME] [--json]"
+    "smolmesh help | meshnode CONFIG [-v | --log-level LEVEL]"
+    " | status [NODE_NAME] [--json | --prometheus]"
     " | name-to-ipv6 NAME"
     " | make-random-ipv4 | make-random-ipv6 | demo [--keep] [--nodes N]"
 )
@@ -154,18 +157,20 @@ def _parse_meshnode_args(args: list[str]) -> tuple[str, str | None]:
 def status_command(args: list[str]) -> int:
     from smolmesh import control
 
-    as_json = "--json" in args
-    names = [arg for arg in args if arg != "--json"]
-    if len(names) > 1 or any(name.startswith("-") for name in names):
-        raise UsageError("usage: smolmesh status [NODE_NAME] [--json]")
+    formats = [arg for arg in args if arg in ("--json", "--prometheus")]
+    names = [arg for arg in args if arg not in formats]
+    if len(names) > 1 or len(formats) > 1 or any(name.startswith("-") for name in names):
+        raise UsageError("usage: smolmesh status [NODE_NAME] [--json | --prometheus]")
     if names:
         statuses = [control.read_status(control.socket_path(names[0]))]
     else:
         statuses = control.read_statuses(control.running_nodes())
         if not statuses:
             raise LocalError(f"no node is running here (no status socket in {control.SOCKET_DIR})")
-    if as_json:
+    if formats == ["--json"]:
         print(json.dumps(statuses[0] if names else statuses, indent=2))
+    elif formats == ["--prometheus"]:
+        print(control.format_prometheus(statuses), end="")
     else:
         print("\n\n".join(control.format_status(status) for status in statuses))
     return EXIT_OK

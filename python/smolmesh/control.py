@@ -213,6 +213,126 @@ def format_status(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# Prometheus metrics of `status`: (name, type, help, value of a link or of a node's status).
+_LINK_METRICS: list[tuple[str, str, str, Callable[[dict[str, Any]], float | None]]] = [
+    (
+        "link_bytes_sent_total",
+        "counter",
+        "Bytes sent over the link.",
+        lambda link: link["bytes_sent"],
+    ),
+    (
+        "link_bytes_received_total",
+        "counter",
+        "Bytes received over the link.",
+        lambda link: link["bytes_received"],
+    ),
+    (
+        "link_packets_dropped_total",
+        "counter",
+        "Data packets dropped because the link's send buffer was full.",
+        lambda link: link["packets_dropped"],
+    ),
+    (
+        "link_rtt_seconds",
+        "gauge",
+        "The kernel's smoothed round trip to the peer.",
+        lambda link: None if link.get("rtt_ms") is None else round(link["rtt_ms"] / 1000, 6),
+    ),
+    (
+        "link_retransmitted_segments_total",
+        "counter",
+        "TCP segments sent again over the link.",
+        lambda link: link.get("retransmitted_segments"),
+    ),
+    (
+        "link_silent",
+        "gauge",
+        "1 while the peer acknowledges nothing and the link's routes avoid it.",
+        lambda link: int(bool(link.get("silent"))),
+    ),
+    (
+        "link_returns_announcements",
+        "gauge",
+        "1 if the peer sends this node's own announcements back, as smolmesh2 does.",
+        lambda link: int(bool(link.get("returns_announcements"))),
+    ),
+]
+_NODE_METRICS: list[tuple[str, str, str, Callable[[dict[str, Any]], float | None]]] = [
+    (
+        "start_time_seconds",
+        "gauge",
+        "When the node started (Unix time).",
+        lambda status: status["started_at"],
+    ),
+    ("links", "gauge", "Links that are up.", lambda status: len(status["links"])),
+    ("routes", "gauge", "Addresses the node has a route to.", lambda status: len(status["routes"])),
+    (
+        "routes_without_backup",
+        "gauge",
+        "Routes heard over one link only: no path to fall back on if it fails.",
+        lambda status: sum(1 for route in status["routes"] if not route["backup_paths"]),
+    ),
+    (
+        "tun_packets_written_total",
+        "counter",
+        "Packets handed to the host through the TUN device.",
+        lambda status: status.get("tun_packets_written", 0),
+    ),
+    (
+        "tun_writes_total",
+        "counter",
+        "Writes to the TUN device that took them.",
+        lambda status: status.get("tun_writes", 0),
+    ),
+    (
+        "icmp_errors_sent_total",
+        "counter",
+        "ICMP errors sent for packets too long for a mesh packet.",
+        lambda status: status.get("icmp_errors_sent", 0),
+    ),
+    (
+        "icmp_errors_suppressed_total",
+        "counter",
+        "ICMP errors not sent, over the rate limit.",
+        lambda status: status.get("icmp_errors_suppressed", 0),
+    ),
+]
+
+
+def format_prometheus(statuses: list[dict[str, Any]]) -> str:
+    """The statuses of nodes as metrics in Prometheus's text exposition format, each sample
+    labelled with its node (and a link's with its peer and direction)."""
+    lines = []
+    for metrics, per_link in ((_NODE_METRICS, False), (_LINK_METRICS, True)):
+        for name, kind, help_text, value_of in metrics:
+            lines += [f"# HELP smolmesh_{name} {help_text}", f"# TYPE smolmesh_{name} {kind}"]
+            for status in statuses:
+                node = _label(status["node_name"])
+                if not per_link:
+                    lines.append(f'smolmesh_{name}{{node="{node}"}} {_number(value_of(status))}')
+                    continue
+                for link in status["links"]:
+                    value = value_of(link)
+                    if value is None:  # not known here (no TCP_INFO: not Linux)
+                        continue
+                    labels = (
+                        f'node="{node}",peer="{_label(link["peer"])}",'
+                        f'direction="{"out" if link["outgoing"] else "in"}"'
+                    )
+                    lines.append(f"smolmesh_{name}{{{labels}}} {_number(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    """A label value escaped as the exposition format asks."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float | None) -> str:
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
 def _path(rtt_ms: float | None, retransmitted: int | None) -> str:
     """A link's round trip and TCP retransmissions, as the kernel counts them (Linux only)."""
     if rtt_ms is None:

@@ -1,0 +1,60 @@
+"""How `smolmesh status` prints what a node serves: Prometheus's text format (`--prometheus`)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from smolmesh import control
+
+# A sample line of the exposition format: name{label="value",...} number.
+SAMPLE = re.compile(
+    r'[a-z_]+\{[a-z_]+="(?:[^"\\\n]|\\["\\n])*"(?:,[a-z_]+="(?:[^"\\\n]|\\["\\n])*")*\} \S+'
+)
+
+
+def a_status(name: str, *, rtt_ms: float | None) -> dict[str, Any]:
+    link = {
+        "peer": "10.0.0.2:5000",
+        "outgoing": True,
+        "bytes_sent": 1000,
+        "bytes_received": 2000,
+        "packets_dropped": 3,
+        "silent": True,
+        "returns_announcements": False,
+        "rtt_ms": rtt_ms,
+        "retransmitted_segments": None if rtt_ms is None else 4,
+    }
+    return {
+        "node_name": name,
+        "started_at": 1795900000.5,
+        "links": [link],
+        "routes": [{"backup_paths": 0}, {"backup_paths": 2}],
+        "tun_packets_written": 7,
+        "tun_writes": 5,
+    }
+
+
+def test_metrics_of_two_nodes_are_one_exposition_with_escaped_labels() -> None:
+    text = control.format_prometheus(
+        [a_status('odd "name"\\', rtt_ms=0.25), a_status("plain", rtt_ms=None)]
+    )
+    lines = text.splitlines()
+    assert text.endswith("\n")
+    names = [line.split()[2] for line in lines if line.startswith("# TYPE")]
+    assert len(names) == len(set(names))  # each metric's HELP and TYPE once, for every node
+    samples = [line for line in lines if not line.startswith("#")]
+    assert all(SAMPLE.fullmatch(line) for line in samples), samples
+    odd = 'node="odd \\"name\\"\\\\"'
+    assert (
+        f'smolmesh_link_bytes_received_total{{{odd},peer="10.0.0.2:5000",direction="out"}} 2000'
+        in lines
+    )
+    assert (
+        f'smolmesh_link_rtt_seconds{{{odd},peer="10.0.0.2:5000",direction="out"}} 0.00025' in lines
+    )
+    assert f'smolmesh_link_silent{{{odd},peer="10.0.0.2:5000",direction="out"}} 1' in lines
+    assert f"smolmesh_routes_without_backup{{{odd}}} 1" in lines
+    assert 'smolmesh_tun_writes_total{node="plain"} 5' in lines
+    # A figure the kernel did not give (no TCP_INFO) is left out, not printed as 0.
+    assert not any(line.startswith('smolmesh_link_rtt_seconds{node="plain"') for line in lines)
