@@ -29,6 +29,7 @@ import os
 import random
 import socket
 import struct
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -64,6 +65,7 @@ def _tune_socket(transport: asyncio.BaseTransport) -> None:
             sock.setsockopt(level, name, value)
 
 
+_LINUX = sys.platform.startswith("linux") and hasattr(socket, "TCP_INFO")
 # struct tcp_info of linux/tcp.h up to tcpi_total_retrans: eight one-byte fields, then 32-bit ones.
 _TCP_INFO = struct.Struct("=8B24I")
 _TCPI_RETRANSMITS, _TCPI_BACKOFF = 2, 4  # timeouts since the peer last acknowledged new data
@@ -75,9 +77,10 @@ _TCPI_TOTAL_RETRANS = 31  # segments sent again over the connection's life
 
 def tcp_info(sock: Any) -> tuple[int, ...] | None:
     """The kernel's struct tcp_info of a TCP socket as far as `_TCP_INFO` reads it, or None where
-    the kernel does not tell (no TCP_INFO: not Linux). `sock`: a socket, the socket-like object
-    of an event loop's transport (uvloop's PseudoSocket), or None."""
-    if sock is None or not hasattr(socket, "TCP_INFO"):
+    the kernel does not tell (not Linux: other kernels lay the struct out differently, or have
+    none). `sock`: a socket, the socket-like object of an event loop's transport (uvloop's
+    PseudoSocket), or None."""
+    if sock is None or not _LINUX:
         return None
     try:
         raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO.size)
