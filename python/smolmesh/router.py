@@ -24,11 +24,12 @@ A link whose peer stops acknowledging (a cut cable, a host gone without a FIN) i
 kernel for seconds. The node marks it *silent* as soon as the kernel shows it (`link_silent`, about
 0.8 s on a LAN; see links/legacy_tcp.py, silence_of): its routes move to their freshest backup paths
 at once, no announcement over it takes a route while it stays silent, and one heard over another
-link takes a route back from it. A route with no other path stays where it is, in case the link
-recovers, but a data packet for it that arrives from a peer goes back to that peer: the protocol has
-no message for "no route", and a smolmesh peer takes a packet returned over its route's link as the
-sign above, so it moves its route to another path at once instead of when the kernel closes our link
-seconds later. (A smolmesh2 peer sends it to us again; we drop the repeat.)
+link takes a route back from it. The node also announces itself again, so that nodes whose routes to
+it crossed the link learn the paths that are left. A route with no other path stays where it is: its
+packets wait in the link's buffers, and a hiccup shorter than the kernel's timeout costs only their
+delay. (Sending them back to the peer they came from would make a smolmesh peer drop its route, as
+above, and in a line of nodes, with no other path anywhere, a one-second hiccup would then cost the
+upstream nodes their routes until the next announcement.)
 
 Data packets (cmd 3) go to the local sink when addressed to this node, else over the route's link.
 The hot path is `on_triaged`: one call per batch of packets from a link (opened and triaged by the
@@ -199,8 +200,7 @@ class Router:
         if to_deliver:
             self.deliver(to_deliver)
         for link, batch in outgoing.items():
-            # Routes left on a silent link have no other path: hand their packets back.
-            (source if link.silent else link).send_packets(batch)
+            link.send_packets(batch)
         if flood:
             for link in self.links:
                 if link is not source:
