@@ -1,6 +1,8 @@
 """Failover in a diamond of real nodes: A links to B and C, both link to D. A continuous ping from
 A to D must come back quickly when the middle node carrying it is killed, and when the link to it
-goes silent (every packet dropped, no FIN or RST)."""
+goes silent (every packet dropped, no FIN or RST). A line of three must ride out a short cut
+without losing a route; the kernel's view of a silent peer (TCP_INFO) is read through a real cut;
+and the router's rules for both are unit-tested with links that only record what they are sent."""
 
 from __future__ import annotations
 
