@@ -28,24 +28,19 @@ def rol(x: int, r: int) -> int:
     return ((x << r) | (x >> (64 - r))) & MASK
 
 
-def round_forward(a: int, b: int, k: int) -> tuple[int, int]:
-    """ernd of PROTOCOL.md section 1."""
-    a = ((ror(a, 8) + b) & MASK) ^ k
-    return a, rol(b, 3) ^ a
-
-
 def round_back(a: int, b: int, k: int) -> tuple[int, int]:
-    """ernd undone: the state before a round, from the state after it and its round key."""
+    """`_core.ernd` (PROTOCOL.md section 1) undone: the state before a round, from the state after
+    it and its round key."""
     b = ror(b ^ a, 3)
     return rol(((a ^ k) - b) & MASK, 8), b
 
 
 def absorb(state: tuple[int, int], part: bytes) -> tuple[int, int]:
     """One part of multispeck: its length, each byte, then 0."""
-    a, b = round_forward(*state, len(part))
+    a, b = _core.ernd(*state, len(part))
     for byte in part:
-        a, b = round_forward(a, b, byte)
-    return round_forward(a, b, 0)
+        a, b = _core.ernd(a, b, byte)
+    return _core.ernd(a, b, 0)
 
 
 def unabsorb(state: tuple[int, int], part: bytes) -> tuple[int, int]:
@@ -65,14 +60,14 @@ def keystream(key: bytes, length: int) -> bytes:
     round_keys = []
     for i in range(32):
         round_keys.append(b)
-        a, b = round_forward(a, b, i)
+        a, b = _core.ernd(a, b, i)
     out = bytearray()
     counter = 0
     while len(out) < length:
         counter += 1
         x, y = counter >> 64, counter & MASK
         for k in round_keys:
-            x, y = round_forward(x, y, k)
+            x, y = _core.ernd(x, y, k)
         out += digest((x, y))
     return bytes(out[:length])
 
