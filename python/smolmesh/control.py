@@ -192,7 +192,7 @@ def format_status(status: dict[str, Any]) -> str:
             f"  received {_size(link['bytes_received']):>9}"
             f" {_rate(link.get('received_per_s', 0.0)):>14}"
             f"  dropped {link['packets_dropped']}"
-            + (_path(link["rtt_ms"], link["retransmitted_segments"]) if "rtt_ms" in link else "")
+            + _tcp_stats(link)
             + ("  (returns our announcements)" if link.get("returns_announcements") else "")
             + ("  (silent: acknowledges nothing)" if link.get("silent") else "")
         )
@@ -333,11 +333,11 @@ def _number(value: float | None) -> str:
     return repr(float(value)) if isinstance(value, float) else str(value)
 
 
-def _path(rtt_ms: float | None, retransmitted: int | None) -> str:
+def _tcp_stats(link: dict[str, Any]) -> str:
     """A link's round trip and TCP retransmissions, as the kernel counts them (Linux only)."""
-    if rtt_ms is None:
+    if link.get("rtt_ms") is None:
         return ""
-    return f"  rtt {rtt_ms:.2f} ms  resent {retransmitted} segments"
+    return f"  rtt {link['rtt_ms']:.2f} ms  resent {link['retransmitted_segments']} segments"
 
 
 def _duration(seconds: float) -> str:
@@ -367,4 +367,11 @@ def _size(count: int) -> str:
     return str(count)
 
 
-__all__ = ["format_status", "read_status", "running_nodes", "serve_status", "socket_path"]
+__all__ = [
+    "format_prometheus",
+    "format_status",
+    "read_status",
+    "running_nodes",
+    "serve_status",
+    "socket_path",
+]
