@@ -6,7 +6,7 @@
 
 use crate::constants::*;
 use crate::error::{sized, Error};
-use crate::{address, dedup, gro, icmp, link, multispeck, packet, speck};
+use crate::{address, dedup, gro, icmp, link, multispeck, packet, secure, speck};
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -129,6 +129,14 @@ fn as_key(bytes: &[u8]) -> PyResult<[u8; KEY_LEN]> {
 
 fn as_iv(bytes: &[u8]) -> PyResult<[u8; IV_LEN]> {
     Ok(sized("iv", bytes)?)
+}
+
+fn as_psk(bytes: &[u8]) -> PyResult<[u8; secure::PSK_LEN]> {
+    Ok(sized("psk", bytes)?)
+}
+
+fn as_secure_key(bytes: &[u8]) -> PyResult<[u8; secure::SECURE_KEY_LEN]> {
+    Ok(sized("key", bytes)?)
 }
 
 #[pyfunction]
@@ -289,6 +297,168 @@ impl PyOpener {
     }
 }
 
+/// The connector's side of a secure_tcp handshake: `message()` goes out, `finish` reads the
+/// answer. Noise's handshake state cannot be used twice, so `finish` takes it.
+#[pyclass(name = "SecureInitiator", module = "smolmesh._core")]
+struct PySecureInitiator {
+    message: [u8; secure::SECURE_MESSAGE_LEN],
+    initiator: Option<secure::Initiator>,
+}
+
+#[pymethods]
+impl PySecureInitiator {
+    #[new]
+    fn new(psk: &[u8]) -> PyResult<Self> {
+        let initiator = secure::Initiator::new(&as_psk(psk)?);
+        Ok(PySecureInitiator {
+            message: initiator.message1(),
+            initiator: Some(initiator),
+        })
+    }
+
+    fn message<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.message)
+    }
+
+    fn finish(&mut self, message2: &[u8]) -> PyResult<Option<(PySecureSealer, PySecureOpener)>> {
+        let initiator = self
+            .initiator
+            .take()
+            .ok_or_else(|| PyValueError::new_err("this handshake has already finished"))?;
+        Ok(initiator
+            .finish(message2)
+            .map(|(sealer, opener)| (PySecureSealer(sealer), PySecureOpener(opener))))
+    }
+}
+
+/// `(psk index, message 2, sealer, opener)` of a handshake the listener answered.
+type Responded<'py> = (usize, Bound<'py, PyBytes>, PySecureSealer, PySecureOpener);
+
+/// The listener's side of a secure_tcp handshake.
+#[pyfunction]
+fn secure_respond<'py>(
+    py: Python<'py>,
+    message1: &[u8],
+    psks: Vec<Bound<'py, PyBytes>>,
+) -> PyResult<Option<Responded<'py>>> {
+    let psks: Vec<[u8; secure::PSK_LEN]> = psks
+        .iter()
+        .map(|psk| as_psk(psk.as_bytes()))
+        .collect::<PyResult<_>>()?;
+    let psks: Vec<&[u8; secure::PSK_LEN]> = psks.iter().collect();
+    Ok(
+        secure::respond(message1, &psks).map(|(index, message2, sealer, opener)| {
+            (
+                index,
+                PyBytes::new(py, &message2),
+                PySecureSealer(sealer),
+                PySecureOpener(opener),
+            )
+        }),
+    )
+}
+
+/// As `Sealer`, for secure_tcp frames.
+#[pyclass(name = "SecureSealer", module = "smolmesh._core")]
+struct PySecureSealer(secure::SecureSealer);
+
+#[pymethods]
+impl PySecureSealer {
+    #[new]
+    fn new(key: &[u8]) -> PyResult<Self> {
+        Ok(PySecureSealer(secure::SecureSealer::new(&as_secure_key(
+            key,
+        )?)))
+    }
+
+    fn seal<'py>(&mut self, py: Python<'py>, packet: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+        let len = secure::SecureSealer::sealed_len(std::iter::once(packet.len()), 0)?;
+        bytes_written_by(py, len, |out| self.0.seal_batch_into(&[packet], out))
+    }
+
+    fn seal_batch<'py>(
+        &mut self,
+        py: Python<'py>,
+        packets: Vec<Bound<'py, PyBytes>>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let packets = slices(&packets);
+        let len = secure::SecureSealer::sealed_len(packets.iter().map(|p| p.len()), 0)?;
+        let sealer = &mut self.0;
+        bytes_written_by(py, len, |out| {
+            maybe_detach(py, len, || sealer.seal_batch_into(&packets, out))
+        })
+    }
+
+    /// `skip` bytes before each IP packet are left out: the header of a TUN read (IFF_VNET_HDR).
+    #[pyo3(signature = (ip_packets, timestamp_ms, skip = 0))]
+    fn seal_data_batch<'py>(
+        &mut self,
+        py: Python<'py>,
+        ip_packets: Vec<Bound<'py, PyBytes>>,
+        timestamp_ms: u64,
+        skip: usize,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let ip_packets = skipped(&ip_packets, skip)?;
+        let len = secure::SecureSealer::sealed_len(ip_packets.iter().map(|p| p.len()), HEADER_LEN)?;
+        let sealer = &mut self.0;
+        bytes_written_by(py, len, |out| {
+            maybe_detach(py, len, || {
+                sealer.seal_data_batch_into(&ip_packets, timestamp_ms, out)
+            })
+        })
+    }
+}
+
+/// As `Opener`, for secure_tcp frames: each packet is decrypted in the `bytes` object Python
+/// receives.
+#[pyclass(name = "SecureOpener", module = "smolmesh._core")]
+struct PySecureOpener(secure::SecureOpener<BytesBody>);
+
+#[pymethods]
+impl PySecureOpener {
+    #[new]
+    fn new(key: &[u8]) -> PyResult<Self> {
+        Ok(PySecureOpener(secure::SecureOpener::new(&as_secure_key(
+            key,
+        )?)))
+    }
+
+    /// Runs with the GIL held, as `Opener.feed`: it makes a `bytes` object per packet as the
+    /// stream reveals its length.
+    fn feed<'py>(&mut self, py: Python<'py>, chunk: &[u8]) -> PyResult<Bound<'py, PyList>> {
+        let bodies = self.0.feed(chunk, |len| BytesBody::new(py, len))?;
+        PyList::new(
+            py,
+            bodies.into_iter().map(|body| body.object.into_bound(py)),
+        )
+    }
+
+    fn feed_and_triage<'py>(
+        &mut self,
+        py: Python<'py>,
+        chunk: &[u8],
+        now_ms: u64,
+        mut seen: PyRefMut<'_, PyDuplicateFilter>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let bodies = self.0.feed(chunk, |len| BytesBody::new(py, len))?;
+        let packets: Vec<Bound<'py, PyBytes>> = bodies
+            .into_iter()
+            .map(|body| body.object.into_bound(py))
+            .collect();
+        triage_rows(py, &packets, now_ms, &mut seen.0)
+    }
+
+    #[getter]
+    fn buffered(&self) -> usize {
+        self.0.buffered()
+    }
+
+    #[getter]
+    fn frames_opened(&self) -> u64 {
+        self.0.frames_opened()
+    }
+}
+
 /// The TUN writes for a batch of delivered packets (see `gro`): each a `bytes` of virtio_net_hdr
 /// and packet or TCP super-packet, made with the GIL held, then filled with it released for a big
 /// batch. The bodies are the opener's kind: `bytes` objects written in place, never zeroed.
@@ -444,6 +614,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CMD_IPV4", CMD_IPV4)?;
     m.add("CMD_DATA", CMD_DATA)?;
     m.add("VNET_HDR_LEN", gro::VNET_HDR_LEN)?;
+    m.add("SECURE_MESSAGE_LEN", secure::SECURE_MESSAGE_LEN)?;
     m.add_function(wrap_pyfunction!(ernd, m)?)?;
     m.add_function(wrap_pyfunction!(tcp_gro, m)?)?;
     m.add_function(wrap_pyfunction!(speck_round_keys, m)?)?;
@@ -460,8 +631,12 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(make_packet, m)?)?;
     m.add_function(wrap_pyfunction!(triage, m)?)?;
     m.add_function(wrap_pyfunction!(icmp_too_big, m)?)?;
+    m.add_function(wrap_pyfunction!(secure_respond, m)?)?;
     m.add_class::<PySealer>()?;
     m.add_class::<PyOpener>()?;
+    m.add_class::<PySecureInitiator>()?;
+    m.add_class::<PySecureSealer>()?;
+    m.add_class::<PySecureOpener>()?;
     m.add_class::<PyDuplicateFilter>()?;
     Ok(())
 }

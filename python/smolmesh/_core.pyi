@@ -18,11 +18,15 @@ __all__ = [
     "IV_LEN",
     "MAC_LEN",
     "MAX_PACKET_LEN",
+    "SECURE_MESSAGE_LEN",
     "VNET_HDR_LEN",
     "WINDOW_MS",
     "DuplicateFilter",
     "Opener",
     "Sealer",
+    "SecureInitiator",
+    "SecureOpener",
+    "SecureSealer",
     "derive_keys",
     "ernd",
     "find_psk",
@@ -35,6 +39,7 @@ __all__ = [
     "multispeck",
     "name_to_ipv6",
     "parse_header",
+    "secure_respond",
     "speck_encrypt",
     "speck_round_keys",
     "tcp_gro",
@@ -55,6 +60,8 @@ CMD_IPV4: int  # 2
 CMD_DATA: int  # 3
 
 VNET_HDR_LEN: int  # 10: the struct virtio_net_hdr before each packet of a TUN write (IFF_VNET_HDR)
+
+SECURE_MESSAGE_LEN: int  # 48: each secure_tcp handshake message (e 32 || tag 16)
 
 # --- Speck128/128 and multispeck (PROTOCOL.md section 1) ---
 def ernd(x: int, y: int, k: int) -> tuple[int, int]: ...
@@ -113,6 +120,76 @@ class Opener:
     @property
     def buffered(self) -> int:
         """Bytes held back waiting for the rest of a frame."""
+
+# --- The secure_tcp link (docs/SECURE_TCP.md) ---
+@final
+class SecureInitiator:
+    """The connector's side of the Noise_NNpsk0_25519_AESGCM_SHA256 handshake, with a fresh
+    ephemeral key. `psk`: the 32-byte scrypt of the config key (ValueError otherwise)."""
+
+    def __new__(cls, psk: bytes) -> Self: ...
+    def message(self) -> bytes:
+        """Message 1, 48 bytes: send it as soon as TCP is up."""
+
+    def finish(self, message2: bytes) -> tuple[SecureSealer, SecureOpener] | None:
+        """The link from the listener's 48-byte answer, or None when it does not verify (close).
+
+        Callable once: a second call raises ValueError. Send an empty packet first (key
+        confirmation)."""
+
+def secure_respond(
+    message1: bytes, psks: Sequence[bytes]
+) -> tuple[int, bytes, SecureSealer, SecureOpener] | None:
+    """The listener's side: (index of the first PSK with which `message1` verifies, message 2 to
+    send, sealer, opener), or None when none does (close). Each PSK must be 32 bytes (ValueError).
+    """
+
+@final
+class SecureSealer:
+    """Turns mesh packets into secure_tcp frames for one direction of a link (AES-256-GCM, its
+    nonce counting the frames)."""
+
+    def __new__(cls, key: bytes) -> Self:
+        """`key`: the direction's 32-byte key from the handshake's split."""
+
+    def seal(self, packet: bytes) -> bytes: ...
+    def seal_batch(self, packets: Sequence[bytes]) -> bytes:
+        """All frames of `packets`, in order, in one buffer."""
+
+    def seal_data_batch(
+        self, ip_packets: Sequence[bytes], timestamp_ms: int, skip: int = 0
+    ) -> bytes:
+        """Wrap each IP packet as a cmd-3 mesh packet stamped `timestamp_ms`, and seal them all.
+
+        The first `skip` bytes of each are left out (a TUN read's header); ValueError if shorter."""
+
+@final
+class SecureOpener:
+    """Reads the other direction of a secure_tcp link: feed it the TCP byte stream in chunks of
+    any size."""
+
+    def __new__(cls, key: bytes) -> Self:
+        """`key`: the direction's 32-byte key from the handshake's split."""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """Every complete, verified mesh packet the stream holds so far (empty ones included).
+
+        Raises smolmesh.errors.BadMacError when a frame's tag fails; from then on every call
+        raises it.
+        """
+
+    def feed_and_triage(
+        self, chunk: bytes, now_ms: int, seen: DuplicateFilter
+    ) -> list[tuple[int, int, bytes, bytes | None]]:
+        """`triage(self.feed(chunk), now_ms, seen)` in one call (one crossing into Rust)."""
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held back waiting for the rest of a frame."""
+
+    @property
+    def frames_opened(self) -> int:
+        """Frames opened so far; the listener counts the link as up once it is 1."""
 
 # --- Mesh packets (PROTOCOL.md section 3) ---
 def parse_header(packet: bytes) -> tuple[int, int] | None:
