@@ -2,7 +2,7 @@
 
 Run as root:  python3 benches/e2e.py [--seconds 10] [--mtu 1500] [--smolmesh-mtu N]
                                      [--only smolmesh,wireguard,veth] [--repeat N] [--json PATH]
-                                     [--smolmesh2 PATH]
+                                     [--smolmesh2 PATH] [--transport secure_tcp|legacy_tcp]
 
 Each row builds its own chain of network namespaces joined by veth pairs (smolmesh.lab, through
 benches/e2e_lab.py), lays a tunnel over them (benches/e2e_tunnels.py), then measures with iperf3
@@ -11,7 +11,9 @@ the CPU seconds the VPN processes spent per GB carried (kernel work, such as the
 itself, is not counted). With --repeat N the rows run N times in turn and the table shows each
 figure's median; the goals (benches/e2e_goals.py) are ratios between rows of one round, listed
 per round with their median. With --smolmesh2 PATH (a binary of the reference implementation)
-two more rows run it, 2 nodes and the 3-node chain, at its own MTU of 1500. Everything is removed
+two more rows run it, 2 nodes and the 3-node chain, at its own MTU of 1500. The smolmesh rows link
+their nodes with --transport (default secure_tcp, smolmesh's own link; legacy_tcp is smolmesh2's,
+which the smolmesh2 rows always use). Everything is removed
 when a row ends, also on error or Ctrl-C.
 The exit status is 0 when every row ran, 1 when a row failed, 2 when the bench cannot start.
 """
@@ -80,6 +82,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         metavar="PATH",
         help="a smolmesh2 binary: adds its 2-node and 3-node chain rows",
+    )
+    parser.add_argument(
+        "--transport",
+        choices=("secure_tcp", "legacy_tcp"),
+        default="secure_tcp",
+        help="the link between smolmesh nodes (default secure_tcp)",
     )
     args = parser.parse_args(argv)
     args.only = [g.strip() for g in args.only.split(",") if g.strip()]
@@ -167,7 +175,9 @@ def plan(args: argparse.Namespace) -> list[Row]:
         return tunnel_row(nodes, lambda row_chain: wireguard(row_chain, wg_mtu))
 
     def smolmesh_row(nodes: int, sm_mtu: int | None) -> RowMeasure:
-        return tunnel_row(nodes, lambda row_chain: smolmesh(row_chain, sm_mtu, args.wait))
+        return tunnel_row(
+            nodes, lambda row_chain: smolmesh(row_chain, sm_mtu, args.wait, args.transport)
+        )
 
     def smolmesh2_row(nodes: int) -> RowMeasure:
         return tunnel_row(nodes, lambda row_chain: smolmesh2(row_chain, args.smolmesh2, args.wait))
@@ -286,6 +296,7 @@ def format_table(
         f"load average {info['load_average']} at the start",
         f"{args.seconds} s per iperf3 run, {info['iperf3']}, {info['wireguard-go']}"
         + (f"; medians of {args.repeat} rounds" if args.repeat > 1 else ""),
+        f"smolmesh rows link their nodes with {args.transport}",
         "",
         aligned(header),
         *(aligned(line) for line in lines),

@@ -136,13 +136,17 @@ def wireguard(chain: Chain, mtu: int) -> Tunnel:
     return Tunnel(addresses, [p.pid for p in procs], _link_mtu(chain, 0, devs[0]))
 
 
-def smolmesh_config(chain: Chain, node: int, mtu: int | None) -> dict[str, object]:
-    """Each node listens for its right neighbour and dials its left one, as A and B below do."""
+def smolmesh_config(
+    chain: Chain, node: int, mtu: int | None, kind: str = "legacy_tcp"
+) -> dict[str, object]:
+    """Each node listens for its right neighbour and dials its left one, as A and B below do,
+    over links of `kind` ("legacy_tcp", which smolmesh2 speaks too, or "secure_tcp")."""
     transports = []
     if node < chain.nodes - 1:
-        transports.append(tcp_listen(SMOLMESH_PORT, [SMOLMESH_KEY]))
+        transports.append(tcp_listen(SMOLMESH_PORT, [SMOLMESH_KEY], kind))
     if node > 0:
-        transports.append(tcp_connect(chain.veth_address(node - 1, 0), SMOLMESH_PORT, SMOLMESH_KEY))
+        left = chain.veth_address(node - 1, 0)
+        transports.append(tcp_connect(left, SMOLMESH_PORT, SMOLMESH_KEY, kind))
     config = node_config(
         f"bench-{NODE_LETTERS[node]}",
         transports,
@@ -156,14 +160,17 @@ def smolmesh_config(chain: Chain, node: int, mtu: int | None) -> dict[str, objec
     return config
 
 
-def smolmesh(chain: Chain, mtu: int | None, wait_s: float) -> Tunnel:
-    """`python -m smolmesh meshnode CONFIG` per node, legacy_tcp links along the veth chain."""
+def smolmesh(chain: Chain, mtu: int | None, wait_s: float, kind: str = "secure_tcp") -> Tunnel:
+    """`python -m smolmesh meshnode CONFIG` per node, links of `kind` along the veth chain."""
     addresses = [f"10.205.0.{node + 1}" for node in range(chain.nodes)]
     names = [f"smolmesh node {NODE_LETTERS[n]}" for n in range(chain.nodes)]
     # cwd is the log directory so that nothing beside the bench shadows the installed package.
     procs = [
         chain.lab.start_node(
-            chain.ns(node), smolmesh_config(chain, node, mtu), verbose=False, cwd=chain.log_dir
+            chain.ns(node),
+            smolmesh_config(chain, node, mtu, kind),
+            verbose=False,
+            cwd=chain.log_dir,
         )
         for node in range(chain.nodes)
     ]

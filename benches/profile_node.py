@@ -39,9 +39,9 @@ BUCKETS = [
     ("tun/linux.py", "write(", "TUN write (syscall + kernel stack)"),
     ("tun/linux.py", "writev(", "TUN write (syscall + kernel stack)"),
     ("tun/linux.py", "tcp_gro", "join TCP segments for the TUN write (Rust)"),
-    ("legacy_tcp.py", "seal", "seal (Rust)"),
-    ("legacy_tcp.py", "transport.write", "TCP send (syscall)"),
-    ("legacy_tcp.py", "opener.feed", "open + verify + triage (Rust, one call)"),
+    ("tcp.py", "seal", "seal (Rust)"),
+    ("tcp.py", "transport.write", "TCP send (syscall)"),
+    ("tcp.py", "opener.feed", "open + verify + triage (Rust, one call)"),
     ("router.py", "_core.triage", "triage + duplicate filter (Rust)"),
     ("router.py", "destination", "IP destination (Rust)"),
 ]

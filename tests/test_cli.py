@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import re
@@ -36,7 +37,15 @@ def test_help(run_smolmesh: RunSmolmesh, args: list[str]) -> None:
     result = run_smolmesh(*args)
     assert result.returncode == 0
     assert result.stderr == ""
-    for command in ("meshnode", "name-to-ipv6", "make-random-ipv4", "make-random-ipv6", "demo"):
+    commands = (
+        "meshnode",
+        "name-to-ipv6",
+        "make-random-ipv4",
+        "make-random-ipv6",
+        "genkey",
+        "demo",
+    )
+    for command in commands:
         assert command in result.stdout
 
 
@@ -87,6 +96,17 @@ def test_make_random_ipv4(run_smolmesh: RunSmolmesh) -> None:
     assert len(seen) > 1
 
 
+def test_genkey_prints_a_fresh_32_byte_key(run_smolmesh: RunSmolmesh) -> None:
+    keys = set()
+    for _ in range(2):
+        result = run_smolmesh("genkey")
+        assert (result.returncode, result.stderr) == (0, "")
+        key = result.stdout.removesuffix("\n")
+        assert len(base64.urlsafe_b64decode(key + "=")) == 32, key
+        keys.add(key)
+    assert len(keys) == 2
+
+
 def test_random_forms_in_process(capsys: pytest.CaptureFixture[str]) -> None:
     # Many draws, cheaply: every byte value may appear, so the form must hold for all of them.
     for _ in range(200):
@@ -106,6 +126,7 @@ def test_random_forms_in_process(capsys: pytest.CaptureFixture[str]) -> None:
         ["name-to-ipv6", "a", "b"],
         ["make-random-ipv4", "extra"],
         ["make-random-ipv6", "extra"],
+        ["genkey", "extra"],
         ["meshnode"],
         ["meshnode", "a.json", "b.json"],
         ["meshnode", "a.json", "--log-level"],

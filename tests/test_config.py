@@ -13,7 +13,16 @@ import msgspec
 import pytest
 
 from conftest import smolmesh_command
-from smolmesh import Config, LegacyTcpConnect, LegacyTcpListen, load_config, parse_config, tuning
+from smolmesh import (
+    Config,
+    LegacyTcpConnect,
+    LegacyTcpListen,
+    SecureTcpConnect,
+    SecureTcpListen,
+    load_config,
+    parse_config,
+    tuning,
+)
 from smolmesh.control import socket_path
 from smolmesh.errors import ConfigError
 
@@ -52,6 +61,8 @@ def transports(*items: dict[str, Any]) -> str:
 
 LISTEN = {"type": "legacy_tcp_listen", "port": 5000, "keys": ["k"]}
 CONNECT = {"type": "legacy_tcp_connect", "host": "127.0.0.1", "port": 5000, "key": "k"}
+SECURE_LISTEN = {**LISTEN, "type": "secure_tcp_listen", "port": 5001}
+SECURE_CONNECT = {**CONNECT, "type": "secure_tcp_connect", "port": 5001}
 
 # (id, file text or None for no file, the place and message the one line must hold)
 BAD_CONFIGS: list[tuple[str, str | None, str]] = [
@@ -78,10 +89,13 @@ BAD_CONFIGS: list[tuple[str, str | None, str]] = [
     ("port missing", transports({"type": "legacy_tcp_listen", "keys": ["k"]}), "field port"),
     ("host missing", transports({**CONNECT, "host": None}), "$.transports[0].host"),
     ("key missing", transports({"type": "legacy_tcp_connect", "host": "h", "port": 1}), "key"),
+    ("secure key missing", transports({**SECURE_CONNECT, "key": None}), "$.transports[0].key"),
+    ("secure keys empty", transports({**SECURE_LISTEN, "keys": []}), "$.transports[0].keys"),
     (
         "unknown transport type",
         transports({**LISTEN, "type": "quic_listen"}),
-        "$.transports[0].type: unknown transport type 'quic_listen'",
+        "$.transports[0].type: unknown transport type 'quic_listen', expected one of"
+        " legacy_tcp_connect, legacy_tcp_listen, secure_tcp_connect, secure_tcp_listen",
     ),
     ("transport without type", transports({"port": 1}), "$.transports[0]: missing required"),
     (
@@ -265,7 +279,7 @@ def test_every_field() -> None:
         "linux_tuntap": False,
         "windows_tuntap": True,
         "ipv4_addresses": ["10.0.0.1", "255.255.255.255"],
-        "transports": [LISTEN, CONNECT],
+        "transports": [LISTEN, CONNECT, SECURE_LISTEN, SECURE_CONNECT],
         "tun_name": "mesh0",
         "mtu": 1400,
         "log_level": "debug",
@@ -275,6 +289,12 @@ def test_every_field() -> None:
     }
     config = Config.from_dict(data)
     assert config.to_dict() == data
+    assert [type(t) for t in config.transports] == [
+        LegacyTcpListen,
+        LegacyTcpConnect,
+        SecureTcpListen,
+        SecureTcpConnect,
+    ]
     assert parse_config(json.dumps(data)) == config
     assert parse_config(json.dumps(data).encode()) == config
 

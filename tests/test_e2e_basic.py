@@ -1,5 +1,7 @@
-"""Real nodes in network namespaces: two that ping each other, four in a line that carry a
-10 MB TCP stream over three hops. Each node is the `smolmesh meshnode` command with a TUN device."""
+"""Real nodes in network namespaces: two that ping each other (over each kind of link), four in
+a line that carry a 10 MB TCP stream over three hops whose links alternate secure_tcp, legacy_tcp,
+secure_tcp (so the middle nodes carry packets from one kind to the other). Each node is the
+`smolmesh meshnode` command with a TUN device."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import os
 import subprocess
 import sys
 import time
+
+import pytest
 
 from netns import Lab, tcp_connect, tcp_listen, wait_until
 from test_e2e_kit import (
@@ -34,18 +38,21 @@ def routes(lab: Lab, ns: str, family: str) -> str:
     return lab.run(ns, ["ip", family, "route", "show", "dev", TUN], check=False).stdout
 
 
-def test_two_nodes_ping_over_both_families_and_sigterm_cleans_up(tmp_path) -> None:
+@pytest.mark.parametrize("kind", ["secure_tcp", "legacy_tcp"])
+def test_two_nodes_ping_over_both_families_and_sigterm_cleans_up(tmp_path, kind) -> None:
     with Lab(tmp_path) as lab:
         a, b = lab.namespace(), lab.namespace()
         veth = lab.link(a, b)
-        node_a = start_node(lab, a, lab.node_config(PAIR_A, [tcp_listen(PORT, [KEY])],
+        node_a = start_node(lab, a, lab.node_config(PAIR_A, [tcp_listen(PORT, [KEY], kind)],
                                                     ipv4_addresses=["10.250.0.1"]))  # fmt: skip
         wait_up(node_a)  # listening before b dials, so b need not wait 5-10 s to redial
-        node_b = start_node(lab, b, lab.node_config(PAIR_B, [tcp_connect(veth.ipv4_a, PORT, KEY)],
+        node_b = start_node(lab, b, lab.node_config(PAIR_B, [tcp_connect(veth.ipv4_a, PORT, KEY,
+                                                                         kind)],
                                                     ipv4_addresses=["10.250.0.2"]))  # fmt: skip
         wait_up(node_b)
         wait_route(node_a, PAIR_B)
         wait_route(node_b, PAIR_A)
+        assert node_b.wait_for_log(rf"link \S+ up \(outgoing, {kind}\)", timeout=5), node_b.log()
 
         # The address a user gets from the command is the one on the peer's TUN device.
         printed = subprocess.run([*smolmesh_command(), "name-to-ipv6", PAIR_B], capture_output=True,
@@ -110,11 +117,13 @@ def test_four_nodes_in_a_line_reach_end_to_end_and_carry_10_mb_intact(tmp_path) 
         spaces = [lab.namespace() for _ in names]
         veths = [lab.link(spaces[i], spaces[i + 1]) for i in range(3)]
         nodes = {}
-        # Each node dials its right-hand neighbour, which is started (listening) first.
+        # Each node dials its right-hand neighbour, which is started (listening) first; the
+        # links alternate between the two kinds.
+        kinds = ["secure_tcp", "legacy_tcp", "secure_tcp"]
         for i in reversed(range(4)):
-            transports = [tcp_listen(PORT, [KEY])] if i > 0 else []
+            transports = [tcp_listen(PORT, [KEY], kinds[i - 1])] if i > 0 else []
             if i < 3:
-                transports.append(tcp_connect(veths[i].ipv4_b, PORT, KEY))
+                transports.append(tcp_connect(veths[i].ipv4_b, PORT, KEY, kinds[i]))
             config = lab.node_config(names[i], transports, ipv4_addresses=[f"10.250.0.{i + 1}"])
             started = time.time()
             nodes[names[i]] = start_node(lab, spaces[i], config)

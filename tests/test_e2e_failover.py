@@ -200,7 +200,7 @@ SILENCE_PROBE = r"""
 import json, socket, sys, time
 sys.path.insert(0, sys.argv[1])
 from netns import cut_arrivals, set_loss
-from smolmesh.links.legacy_tcp import silence_of, tcp_info
+from smolmesh.links.tcp import silence_of, tcp_info
 
 def first(predicate, within):
     start = time.monotonic()

@@ -25,7 +25,12 @@ def code_block(language: str) -> str:
 def test_the_config_example_loads() -> None:
     config = parse_config(code_block("json").encode(), "README.md")
     assert config.node_name == "example_node"
-    assert [type(t).__name__ for t in config.transports] == ["LegacyTcpConnect", "LegacyTcpListen"]
+    assert [type(t).__name__ for t in config.transports] == [
+        "SecureTcpConnect",
+        "SecureTcpListen",
+        "LegacyTcpConnect",
+        "LegacyTcpListen",
+    ]
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")

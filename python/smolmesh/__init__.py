@@ -36,7 +36,15 @@ from smolmesh._core import (
     parse_header,
     triage,
 )
-from smolmesh.config import Config, LegacyTcpConnect, LegacyTcpListen, load_config, parse_config
+from smolmesh.config import (
+    Config,
+    LegacyTcpConnect,
+    LegacyTcpListen,
+    SecureTcpConnect,
+    SecureTcpListen,
+    load_config,
+    parse_config,
+)
 from smolmesh.errors import (
     BadMacError,
     ConfigError,
@@ -76,6 +84,8 @@ __all__ = [
     "Opener",
     "PeerError",
     "Sealer",
+    "SecureTcpConnect",
+    "SecureTcpListen",
     "SmolmeshError",
     "StartupError",
     "derive_keys",

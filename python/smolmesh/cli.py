@@ -44,6 +44,9 @@ smolmesh make-random-ipv4
 smolmesh make-random-ipv6
     Print a random IPv6 address in fd00::/8.
 
+smolmesh genkey
+    Print a random key (32 bytes, base64url) for a transport's `key`/`keys`.
+
 smolmesh demo [--keep] [--nodes N]
     Start a small mesh of nodes in network namespaces on this machine and show
     traffic crossing it (needs root). --keep leaves it running until Ctrl-C;
@@ -54,7 +57,7 @@ USAGE = (
     "smolmesh help | meshnode CONFIG [-v | --log-level LEVEL]"
     " | status [NODE_NAME] [--json | --prometheus]"
     " | name-to-ipv6 NAME"
-    " | make-random-ipv4 | make-random-ipv6 | demo [--keep] [--nodes N]"
+    " | make-random-ipv4 | make-random-ipv6 | genkey | demo [--keep] [--nodes N]"
 )
 MESHNODE_USAGE = "smolmesh meshnode CONFIG [-v | --log-level LEVEL]"
 
@@ -196,6 +199,12 @@ def make_random_ipv6_command(args: list[str]) -> int:
     return EXIT_OK
 
 
+def genkey_command(args: list[str]) -> int:
+    _no_arguments("genkey", args)
+    print(secrets.token_urlsafe(32))
+    return EXIT_OK
+
+
 def demo_command(args: list[str]) -> int:
     # The demo reads its own options from sys.argv[2:] if it has any; it gets none from here.
     try:
@@ -222,5 +231,6 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "name-to-ipv6": name_to_ipv6_command,
     "make-random-ipv4": make_random_ipv4_command,
     "make-random-ipv6": make_random_ipv6_command,
+    "genkey": genkey_command,
     "demo": demo_command,
 }

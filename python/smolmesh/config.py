@@ -25,6 +25,8 @@ __all__ = [
     "Config",
     "LegacyTcpConnect",
     "LegacyTcpListen",
+    "SecureTcpConnect",
+    "SecureTcpListen",
     "Transport",
     "load_config",
     "parse_config",
@@ -67,8 +69,33 @@ class LegacyTcpListen(
     keys: Annotated[list[NonEmptyStr], msgspec.Meta(min_length=1)]
 
 
-Transport = LegacyTcpConnect | LegacyTcpListen
-TRANSPORT_TYPES = ("legacy_tcp_connect", "legacy_tcp_listen")
+class SecureTcpConnect(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="secure_tcp_connect"
+):
+    """As `LegacyTcpConnect`, with smolmesh's own secure_tcp link (docs/SECURE_TCP.md): for
+    peers that are smolmesh nodes."""
+
+    host: NonEmptyStr
+    port: Port
+    key: NonEmptyStr
+
+
+class SecureTcpListen(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="secure_tcp_listen"
+):
+    """As `LegacyTcpListen`, with smolmesh's own secure_tcp link (docs/SECURE_TCP.md)."""
+
+    port: Port
+    keys: Annotated[list[NonEmptyStr], msgspec.Meta(min_length=1)]
+
+
+Transport = LegacyTcpConnect | LegacyTcpListen | SecureTcpConnect | SecureTcpListen
+TRANSPORT_TYPES = (
+    "legacy_tcp_connect",
+    "legacy_tcp_listen",
+    "secure_tcp_connect",
+    "secure_tcp_listen",
+)
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True):

@@ -187,7 +187,8 @@ def format_status(status: dict[str, Any]) -> str:
     for link in status["links"]:
         direction = "out" if link["outgoing"] else "in "
         lines.append(
-            f"    {direction} {link['peer']:<28} up {_duration(now - link['up_since']):>8}"
+            f"    {direction} {link['peer']:<28} {link.get('transport', ''):<10}"
+            f" up {_duration(now - link['up_since']):>8}"
             f"  sent {_size(link['bytes_sent']):>9} {_rate(link.get('sent_per_s', 0.0)):>14}"
             f"  received {_size(link['bytes_received']):>9}"
             f" {_rate(link.get('received_per_s', 0.0)):>14}"

@@ -213,12 +213,12 @@ class Demo:
             if i > 0:
                 left = self.lab.links[i - 1]
                 key = f"demo key {self.nodes[i - 1].name}-{node.name}"
-                transports.append(tcp_connect(left.ipv4_a, PORT, key))
+                transports.append(tcp_connect(left.ipv4_a, PORT, key, "secure_tcp"))
                 roles.append(f"dials {self.nodes[i - 1].name} at {left.ipv4_a}:{PORT}")
             if i < len(self.nodes) - 1:
                 key = f"demo key {node.name}-{self.nodes[i + 1].name}"
-                transports.append(tcp_listen(PORT, [key]))
-                roles.append(f"listens on TCP {PORT}")
+                transports.append(tcp_listen(PORT, [key], "secure_tcp"))
+                roles.append(f"listens on TCP {PORT} (secure_tcp)")
             config = node_config(node.name, transports, ipv4_addresses=[str(node.ipv4)])
             node.proc = self.lab.start_node(node.ns, config, verbose=False)
             _say(f"   node {node.name}  pid {node.proc.pid:<7} {node.ipv6}  {node.ipv4}")

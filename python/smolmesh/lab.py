@@ -286,12 +286,14 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10, interval: floa
 # smolmesh configs
 
 
-def tcp_connect(host: str, port: int, key: str) -> dict[str, Any]:
-    return {"type": "legacy_tcp_connect", "host": host, "port": port, "key": key}
+def tcp_connect(host: str, port: int, key: str, kind: str = "legacy_tcp") -> dict[str, Any]:
+    """A transport that dials `host:port`; `kind` "legacy_tcp" or "secure_tcp"."""
+    return {"type": f"{kind}_connect", "host": host, "port": port, "key": key}
 
 
-def tcp_listen(port: int, keys: Iterable[str]) -> dict[str, Any]:
-    return {"type": "legacy_tcp_listen", "port": port, "keys": list(keys)}
+def tcp_listen(port: int, keys: Iterable[str], kind: str = "legacy_tcp") -> dict[str, Any]:
+    """A transport that listens on `port`; `kind` "legacy_tcp" or "secure_tcp"."""
+    return {"type": f"{kind}_listen", "port": port, "keys": list(keys)}
 
 
 def node_config(

@@ -28,9 +28,18 @@ from types import MappingProxyType
 from typing import Any
 
 from smolmesh import _core, tuning
-from smolmesh.config import Config, LegacyTcpConnect, LegacyTcpListen, parse_config
+from smolmesh.config import (
+    Config,
+    LegacyTcpConnect,
+    LegacyTcpListen,
+    SecureTcpConnect,
+    SecureTcpListen,
+    parse_config,
+)
 from smolmesh.errors import LocalError, StartupError
-from smolmesh.links.legacy_tcp import LegacyTcpLink, PendingHandshakes, dial_forever, listen
+from smolmesh.links.legacy_tcp import LegacyTcpLink
+from smolmesh.links.secure_tcp import SecureTcpLink, secure_psk
+from smolmesh.links.tcp import PendingHandshakes, TcpLink, dial_forever, listen
 from smolmesh.ratelimit import TokenBucket
 from smolmesh.router import Link, Router, format_address, now_ms
 
@@ -46,6 +55,7 @@ class LinkInfo:
 
     peer: str
     outgoing: bool
+    transport: str  # "secure_tcp" (smolmesh's own link) or "legacy_tcp" (smolmesh2's)
     up_since: float
     bytes_sent: int
     bytes_received: int
@@ -100,7 +110,7 @@ class Node:
         self._pending = PendingHandshakes()
         self._servers: list[asyncio.Server] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self._all_links: set[LegacyTcpLink] = set()
+        self._all_links: set[TcpLink] = set()
         self._reannounce: asyncio.TimerHandle | None = None
         self._tun: Any = None
         self._host: Any = None
@@ -128,19 +138,19 @@ class Node:
             if self.use_tun:
                 self._open_tun()
             for transport in self.config.transports:
-                if isinstance(transport, LegacyTcpListen):
-                    psks = [key.encode() for key in transport.keys]
-                    make_link = functools.partial(self._new_link, psks, False)
+                if isinstance(transport, (LegacyTcpListen, SecureTcpListen)):
+                    kind, psks = _link_kind(transport, transport.keys)
+                    make_link = functools.partial(self._new_link, kind, psks, False)
                     server = await listen(transport.port, make_link, self._pending)
                     self._servers.append(server)
             for transport in self.config.transports:
-                if isinstance(transport, LegacyTcpConnect):
-                    psks = [transport.key.encode()]
+                if isinstance(transport, (LegacyTcpConnect, SecureTcpConnect)):
+                    kind, psks = _link_kind(transport, [transport.key])
                     task = asyncio.create_task(
                         dial_forever(
                             transport.host,
                             transport.port,
-                            functools.partial(self._new_link, psks, True),
+                            functools.partial(self._new_link, kind, psks, True),
                             self._stopping,
                         )
                     )
@@ -187,12 +197,13 @@ class Node:
         infos = []
         for link in self.router.links:
             sent_per_s, received_per_s = self._link_rates.get(link, (0.0, 0.0))
-            stats = link.tcp_stats() if isinstance(link, LegacyTcpLink) else None
+            stats = link.tcp_stats() if isinstance(link, TcpLink) else None
             rtt_ms, retransmitted = stats if stats is not None else (None, None)
             infos.append(
                 LinkInfo(
                     peer=link.label,
                     outgoing=link.outgoing,
+                    transport=getattr(link, "transport_type", ""),
                     up_since=link.up_since or 0.0,
                     bytes_sent=link.bytes_sent,
                     bytes_received=link.bytes_received,
@@ -266,8 +277,8 @@ class Node:
         self._received_event.set()
 
     # --- Links ---
-    def _new_link(self, psks: list[bytes], outgoing: bool) -> LegacyTcpLink:
-        link = LegacyTcpLink(self.router, psks, outgoing=outgoing)
+    def _new_link(self, kind: type[TcpLink], psks: list[bytes], outgoing: bool) -> TcpLink:
+        link = kind(self.router, psks, outgoing=outgoing)
         link.on_up = self._link_up
         link.on_down = lambda link, reason: self._link_changed()
         link.on_silence = self._link_silence
@@ -275,12 +286,12 @@ class Node:
         link.closed.add_done_callback(lambda _: self._all_links.discard(link))
         return link
 
-    def _link_up(self, link: LegacyTcpLink) -> None:
+    def _link_up(self, link: TcpLink) -> None:
         """Greet a new peer with a fresh announcement of this node, then tell the whole mesh."""
         link.send_packets(self._own_announcements(remember=True), control=True)
         self._link_changed()
 
-    def _link_silence(self, link: LegacyTcpLink, silent_for: float | None) -> None:
+    def _link_silence(self, link: TcpLink, silent_for: float | None) -> None:
         """A link's peer stopped acknowledging (`silent_for` seconds), or (None) answers again:
         the router moves the link's routes (Router.link_silent). A link that falls silent also
         makes the node announce itself soon, as a link that goes down does, so that nodes whose
@@ -471,3 +482,15 @@ def run_meshnode(config: Config, log_level: str | None = None) -> int:
     else:
         uvloop.run(main())
     return 0
+
+
+def _link_kind(
+    transport: LegacyTcpListen | LegacyTcpConnect | SecureTcpListen | SecureTcpConnect,
+    keys: list[str],
+) -> tuple[type[TcpLink], list[bytes]]:
+    """The link class of a configured transport, and its keys as that class takes them: the
+    bytes of each key for legacy_tcp, the scrypt-derived PSK of each for secure_tcp (computed
+    here, once per key, at start)."""
+    if isinstance(transport, (SecureTcpListen, SecureTcpConnect)):
+        return SecureTcpLink, [secure_psk(key) for key in keys]
+    return LegacyTcpLink, [key.encode() for key in keys]

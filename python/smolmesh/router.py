@@ -22,7 +22,7 @@ of this node's own announcements back is marked `returns_announcements`, for the
 
 A link whose peer stops acknowledging (a cut cable, a host gone without a FIN) is not closed by the
 kernel for seconds. The node marks it *silent* as soon as the kernel shows it (`link_silent`, about
-0.8 s on a LAN; see links/legacy_tcp.py, silence_of): its routes move to their freshest backup paths
+0.8 s on a LAN; see links/tcp.py, silence_of): its routes move to their freshest backup paths
 at once, no announcement over it takes a route while it stays silent, and one heard over another
 link takes a route back from it. The node also announces itself again, so that nodes whose routes to
 it crossed the link learn the paths that are left. A route with no other path stays where it is: its
@@ -57,7 +57,7 @@ Triaged = tuple[int, int, bytes, bytes | None]
 
 
 class Link(Protocol):
-    """What the router needs of a link (see links/legacy_tcp.py)."""
+    """What the router needs of a link (see links/tcp.py)."""
 
     label: str
     outgoing: bool

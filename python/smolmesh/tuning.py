@@ -25,7 +25,7 @@ TCP_USER_TIMEOUT_MS = 3000
 # has been acknowledged for SILENT_AFTER_S: its routes move to backup paths at once, and it may
 # carry them again when it answers. A link that has sent something reads this from the kernel
 # (TCP_INFO, Linux) every SILENCE_CHECK_PERIOD_S until all it sent is acknowledged; see
-# links/legacy_tcp.py, silence_of.
+# links/tcp.py, silence_of.
 SILENT_AFTER_TIMEOUTS = 2
 SILENT_AFTER_S = 0.5
 SILENCE_CHECK_PERIOD_S = 0.1

@@ -1,252 +1,33 @@
 """legacy_tcp links: the encrypted TCP link of smolmesh2 (PROTOCOL.md section 2).
 
-Theory of operation
--------------------
-A `LegacyTcpLink` is an asyncio protocol with two states:
-
-- *handshaking*: the connector sends `iv || keyfinder` at once; the listener waits for the peer's
-  32 bytes, finds the PSK among its keys and answers with its own. Nothing else is buffered. The
-  handshake must finish within HANDSHAKE_TIMEOUT_S; unauthenticated incoming connections are also
-  capped in number, the oldest giving way to a new one, so idle sockets cannot lock out real peers.
-- *up*: bytes from TCP go to the Rust `Opener`, whose verified packets go to the router in one
-  batch; packets to send are sealed in one batch by the Rust `Sealer` and written with one call.
-
-A link that breaks the protocol (wrong key, bad MAC) or stalls is closed and logged once. Silent
-death is left to the kernel: keepalive probes and TCP_USER_TIMEOUT close a dead connection within
-a few seconds, without any byte on the wire that smolmesh2 would not understand. Sooner than that,
-a link that has sent something looks at the kernel's view of the connection (TCP_INFO) every
-SILENCE_CHECK_PERIOD_S until all it sent is acknowledged, and tells `on_silence` when the peer has
-stopped acknowledging (see `silence_of`) and when it answers again, so that the node can route
-around the link meanwhile. An idle link costs no wake-up.
+The connector sends `iv || keyfinder` at once; the listener waits for the peer's 32 bytes, finds
+the PSK among its keys and answers with its own; each side derives its keys from the PSK and the
+IV of its direction. Everything else of a link (frames, silence, backpressure) is `TcpLink`'s.
+Whoever records one of these handshakes can recover every key of its PSK (README, "Security"):
+between smolmesh nodes, secure_tcp is the link to use.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import os
-import random
-import socket
-import struct
-import sys
-import time
-from collections import OrderedDict
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
 
-from smolmesh import _core, tuning
-from smolmesh.errors import BadMacError, StartupError
-
-if TYPE_CHECKING:
-    from smolmesh.router import Router
-
-log = logging.getLogger("smolmesh.links")
+from smolmesh import _core
+from smolmesh.links.tcp import TcpLink
 
 
-def _tune_socket(transport: asyncio.BaseTransport) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is None:
-        return
-    options = [
-        (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
-        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
-    ]
-    if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; Windows keeps its own keepalive defaults
-        options += [
-            (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, tuning.TCP_KEEPIDLE_S),
-            (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, tuning.TCP_KEEPINTVL_S),
-            (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, tuning.TCP_KEEPCNT),
-        ]
-    if hasattr(socket, "TCP_USER_TIMEOUT"):
-        options.append((socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, tuning.TCP_USER_TIMEOUT_MS))
-    for level, name, value in options:
-        with contextlib.suppress(OSError):  # an option this kernel lacks is no reason to fail
-            sock.setsockopt(level, name, value)
-
-
-_LINUX = sys.platform.startswith("linux") and hasattr(socket, "TCP_INFO")
-# struct tcp_info of linux/tcp.h up to tcpi_total_retrans: eight one-byte fields, then 32-bit ones.
-_TCP_INFO = struct.Struct("=8B24I")
-_TCPI_RETRANSMITS, _TCPI_BACKOFF = 2, 4  # timeouts since the peer last acknowledged new data
-_TCPI_UNACKED = 12  # segments sent and not yet acknowledged
-_TCPI_LAST_ACK_RECV = 20  # milliseconds since the last acknowledgement
-_TCPI_RTT = 23  # the smoothed round trip, microseconds
-_TCPI_TOTAL_RETRANS = 31  # segments sent again over the connection's life
-
-
-def tcp_info(sock: Any) -> tuple[int, ...] | None:
-    """The kernel's struct tcp_info of a TCP socket as far as `_TCP_INFO` reads it, or None where
-    the kernel does not tell (not Linux: other kernels lay the struct out differently, or have
-    none). `sock`: a socket, the socket-like object of an event loop's transport (uvloop's
-    PseudoSocket), or None."""
-    if sock is None or not _LINUX:
-        return None
-    try:
-        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO.size)
-    except OSError:
-        return None
-    return _TCP_INFO.unpack(raw) if len(raw) >= _TCP_INFO.size else None
-
-
-def silence_of(info: tuple[int, ...]) -> float | None:
-    """Seconds since the peer last acknowledged anything, when it looks gone; else None.
-
-    `info`: the connection's `tcp_info`. Gone: the oldest data we sent is still unacknowledged
-    after SILENT_AFTER_TIMEOUTS of the kernel's retransmission timeouts in a row (each twice the
-    one before, the first at least 200 ms: some 0.6 s on a LAN, and longer by itself on a slower
-    path), or, when this host's own network refuses to send it, after as many backed-off retries;
-    and nothing at all has been acknowledged for SILENT_AFTER_S (a peer that answers zero-window
-    probes is slow, not gone). A single loss never counts: its first retransmission is answered.
-    """
-    timeouts = max(info[_TCPI_RETRANSMITS], info[_TCPI_BACKOFF])
-    quiet_s = info[_TCPI_LAST_ACK_RECV] / 1000
-    if timeouts < tuning.SILENT_AFTER_TIMEOUTS or quiet_s < tuning.SILENT_AFTER_S:
-        return None
-    return quiet_s
-
-
-class LegacyTcpLink(asyncio.Protocol):
+class LegacyTcpLink(TcpLink):
     """One legacy_tcp connection, outgoing (one key) or incoming (any of the listener's keys)."""
 
-    def __init__(
-        self, router: Router, psks: list[bytes], *, outgoing: bool, label: str = ""
-    ) -> None:
-        self.router = router
-        self.psks = psks
-        self.outgoing = outgoing
-        self.label = label or ("outgoing" if outgoing else "incoming")
-        self.transport: asyncio.Transport | None = None
-        self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.on_up: Callable[[LegacyTcpLink], None] | None = None
-        self.on_down: Callable[[LegacyTcpLink, str], None] | None = None
-        self.on_handshake_done: Callable[[LegacyTcpLink], None] | None = None
-        self.on_refused: Callable[[str, str], None] | None = None  # (peer, why), before the link
-        self.is_up = False
-        self.up_since: float | None = None
-        self.bytes_received = 0
-        self.bytes_sent = 0
-        self.packets_dropped = 0
-        self.congested_since: float | None = None
-        self.returns_announcements = False  # set by the router (see router.Link)
-        self.silent = False  # set by the router (see router.Link)
-        # Told the seconds the peer has acknowledged nothing, once it looks gone, and None once
-        # it answers again (see `_look_for_silence`).
-        self.on_silence: Callable[[LegacyTcpLink, float | None], None] | None = None
-        self._silence_look: asyncio.TimerHandle | None = None
+    transport_type = "legacy_tcp"
+
+    def _begin_handshake(self, stream: asyncio.Transport) -> None:
         self._my_iv = os.urandom(_core.IV_LEN)
         self._hello = b""
-        self._psk: bytes | None = None
-        self._sealer: _core.Sealer | None = None
-        self._opener: _core.Opener | None = None
-        self._close_reason: str | None = None
-        self._handshake_timer: asyncio.TimerHandle | None = None
-
-    # --- asyncio.Protocol ---
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A stream transport, though uvloop's is no subclass of asyncio.Transport.
-        self.transport = stream = cast(asyncio.Transport, transport)
-        peer = stream.get_extra_info("peername")
-        if peer:
-            host, port = peer[0], peer[1]
-            self.label = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        _tune_socket(stream)
-        stream.set_write_buffer_limits(tuning.SEND_BUFFER_HIGH, tuning.SEND_BUFFER_LOW)
         if self.outgoing:
-            self._psk = self.psks[0]
-            stream.write(_core.make_hello(self._psk, self._my_iv))
-        loop = asyncio.get_running_loop()
-        self._handshake_timer = loop.call_later(
-            tuning.HANDSHAKE_TIMEOUT_S,
-            self.close,
-            f"no handshake within {tuning.HANDSHAKE_TIMEOUT_S:g} s",
-        )
+            stream.write(_core.make_hello(self.psks[0], self._my_iv))
 
-    def data_received(self, data: bytes) -> None:
-        self.bytes_received += len(data)
-        opener = self._opener
-        if opener is None:
-            data = self._handshake(data)
-            opener = self._opener
-            if opener is None or not data:
-                return
-        router = self.router
-        try:
-            # Opened and triaged in one call: on an idle node each call into Rust costs about
-            # ten microseconds of cold caches (benches/cold_calls.py).
-            rows = opener.feed_and_triage(data, time.time_ns() // 1_000_000, router.seen)
-        except BadMacError:
-            self.close("bad MAC: forged or corrupt stream")
-            return
-        if rows:
-            router.on_triaged(self, rows)
-
-    def eof_received(self) -> bool:
-        self._close_reason = self._close_reason or "closed by peer"
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        reason = self._close_reason or (f"connection lost: {exc}" if exc else "closed by peer")
-        if self._handshake_timer is not None:
-            self._handshake_timer.cancel()
-        if self._silence_look is not None:
-            self._silence_look.cancel()
-            self._silence_look = None
-        if self.is_up:
-            self.is_up = False
-            log.info("link %s down: %s", self.label, reason)
-            self.router.link_down(self)
-            if self.on_down is not None:
-                self.on_down(self, reason)
-        elif self._close_reason is not None:
-            if self.on_refused is not None:
-                self.on_refused(self.label, reason)
-            else:
-                log.info("link %s refused: %s", self.label, reason)
-        if not self.closed.done():
-            self.closed.set_result(reason)
-
-    def _look_for_silence(self) -> None:
-        """Read the kernel's view of the connection, SILENCE_CHECK_PERIOD_S after a send: tell
-        `on_silence` when the peer looks gone (`silence_of`) or answers again, and look again
-        while anything sent waits for an acknowledgement, or the link is silent."""
-        self._silence_look = None
-        if not self.is_up or self.transport is None or self.on_silence is None:
-            return
-        info = tcp_info(self.transport.get_extra_info("socket"))
-        if info is None:
-            return
-        silent_for = silence_of(info)
-        if silent_for is not None or self.silent:
-            self.on_silence(self, silent_for)
-        waiting = info[_TCPI_UNACKED] or info[_TCPI_BACKOFF] or info[_TCPI_RETRANSMITS]
-        if waiting or self.silent or self.transport.get_write_buffer_size():
-            self._watch()
-
-    def _watch(self) -> None:
-        """Look for silence SILENCE_CHECK_PERIOD_S from now, unless a look is already due."""
-        if self._silence_look is None:
-            self._silence_look = asyncio.get_running_loop().call_later(
-                tuning.SILENCE_CHECK_PERIOD_S, self._look_for_silence
-            )
-
-    def tcp_stats(self) -> tuple[float, int] | None:
-        """The kernel's smoothed round trip to the peer (ms) and the segments it has sent again
-        over this link; None where the kernel does not tell."""
-        info = None if self.transport is None else tcp_info(self.transport.get_extra_info("socket"))
-        if info is None:
-            return None
-        return info[_TCPI_RTT] / 1000, info[_TCPI_TOTAL_RETRANS]
-
-    def pause_writing(self) -> None:
-        self.congested_since = time.monotonic()
-
-    def resume_writing(self) -> None:
-        self.congested_since = None
-
-    # --- Handshake ---
     def _handshake(self, data: bytes) -> bytes:
-        """Consume hello bytes; return what follows them once the link is up."""
         need = _core.HELLO_LEN - len(self._hello)
         self._hello += data[:need]
         rest = data[need:]
@@ -254,8 +35,8 @@ class LegacyTcpLink(asyncio.Protocol):
             return b""
         peer_iv = self._hello[: _core.IV_LEN]
         if self.outgoing:
-            assert self._psk is not None
-            if _core.find_psk(self._hello, [self._psk]) is None:
+            psk = self.psks[0]
+            if _core.find_psk(self._hello, [psk]) is None:
                 self.close("wrong key: the peer's hello does not match our key")
                 return b""
         else:
@@ -263,178 +44,8 @@ class LegacyTcpLink(asyncio.Protocol):
             if index is None:
                 self.close("wrong key: the peer's hello matches none of our keys")
                 return b""
-            self._psk = self.psks[index]
+            psk = self.psks[index]
             assert self.transport is not None
-            self.transport.write(_core.make_hello(self._psk, self._my_iv))
-        self._sealer = _core.Sealer(self._psk, self._my_iv)
-        self._opener = _core.Opener(self._psk, peer_iv)
-        if self._handshake_timer is not None:
-            self._handshake_timer.cancel()
-            self._handshake_timer = None
-        self.is_up = True
-        self.up_since = time.time()
-        if self.on_handshake_done is not None:
-            self.on_handshake_done(self)
-        log.info("link %s up (%s)", self.label, "outgoing" if self.outgoing else "incoming")
-        self.router.link_up(self)
-        if self.on_up is not None:
-            self.on_up(self)
+            self.transport.write(_core.make_hello(psk, self._my_iv))
+        self._up(_core.Sealer(psk, self._my_iv), _core.Opener(psk, peer_iv))
         return rest
-
-    # --- Sending ---
-    def send_packets(self, packets: list[bytes], *, control: bool = False) -> None:
-        """Seal and send mesh packets; data is dropped while the send buffer is over its mark."""
-        if not self.is_up or self._sealer is None or self.transport is None:
-            return
-        if self.congested_since is not None and not control:
-            self.packets_dropped += len(packets)
-            return
-        wire = self._sealer.seal_batch(packets)
-        self.bytes_sent += len(wire)
-        self.transport.write(wire)
-        if self._silence_look is None:
-            self._watch()
-
-    def send_data(self, ip_packets: list[bytes], timestamp_ms: int, skip: int = 0) -> None:
-        """Wrap this node's IP packets (from byte `skip` on) as cmd-3 mesh packets, seal and send
-        them in one write."""
-        if not self.is_up or self._sealer is None or self.transport is None:
-            return
-        if self.congested_since is not None:
-            self.packets_dropped += len(ip_packets)
-            return
-        wire = self._sealer.seal_data_batch(ip_packets, timestamp_ms, skip)
-        self.bytes_sent += len(wire)
-        self.transport.write(wire)
-        if self._silence_look is None:
-            self._watch()
-
-    def close(self, reason: str) -> None:
-        if self._close_reason is None:
-            self._close_reason = reason
-        if self.transport is not None:
-            self.transport.abort()
-
-
-class PendingHandshakes:
-    """Bounds the unauthenticated incoming connections of a node: the oldest gives way.
-
-    It also logs the connections refused, one line each up to REFUSALS_LOGGED_PER_PERIOD in a
-    period and then one line that counts the rest, so a flood of connections is no flood of logs.
-    """
-
-    def __init__(self, limit: int = tuning.MAX_PENDING_HANDSHAKES) -> None:
-        self.limit = limit
-        self._links: OrderedDict[LegacyTcpLink, None] = OrderedDict()
-        self._period_start = 0.0
-        self._logged = 0
-        self._unlogged = 0
-
-    def add(self, link: LegacyTcpLink) -> None:
-        while len(self._links) >= self.limit:
-            oldest, _ = self._links.popitem(last=False)
-            oldest.close("too many unauthenticated connections; oldest closed")
-        self._links[link] = None
-        link.closed.add_done_callback(lambda _: self._links.pop(link, None))
-        link.on_handshake_done = self.discard
-        link.on_refused = self.log_refusal
-
-    def log_refusal(self, peer: str, reason: str) -> None:
-        now = time.monotonic()
-        if now - self._period_start >= tuning.REFUSAL_LOG_PERIOD_S:
-            self._period_start, self._logged = now, 0
-        if self._logged < tuning.REFUSALS_LOGGED_PER_PERIOD:
-            self._logged += 1
-            log.info("link %s refused: %s", peer, reason)
-            return
-        if not self._unlogged:
-            delay = self._period_start + tuning.REFUSAL_LOG_PERIOD_S - now
-            asyncio.get_running_loop().call_later(delay, self._log_unlogged)
-        self._unlogged += 1
-
-    def _log_unlogged(self) -> None:
-        log.warning(
-            "%d more incoming connections refused in %g s (a line each for the first %d only)",
-            self._unlogged,
-            tuning.REFUSAL_LOG_PERIOD_S,
-            tuning.REFUSALS_LOGGED_PER_PERIOD,
-        )
-        self._unlogged = 0
-
-    def discard(self, link: LegacyTcpLink) -> None:
-        self._links.pop(link, None)
-
-    def __len__(self) -> int:
-        return len(self._links)
-
-
-async def listen(
-    port: int,
-    make_link: Callable[[], LegacyTcpLink],
-    pending: PendingHandshakes,
-    host: str | None = None,
-) -> asyncio.Server:
-    """Accept links on every address (IPv4 and IPv6) of `port`."""
-    loop = asyncio.get_running_loop()
-
-    def factory() -> LegacyTcpLink:
-        link = make_link()
-        pending.add(link)
-        return link
-
-    try:
-        return await loop.create_server(factory, host=host, port=port, reuse_address=True)
-    except OSError as error:
-        if error.errno == 98 or "address already in use" in str(error).lower():
-            raise StartupError(f"port {port} is already in use") from None
-        raise StartupError(f"cannot listen on port {port}: {error.strerror or error}") from None
-
-
-async def dial_forever(
-    host: str,
-    port: int,
-    make_link: Callable[[], LegacyTcpLink],
-    stopping: asyncio.Event,
-) -> None:
-    """Keep one outgoing link to host:port up, redialling after a random 5-10 s when it fails."""
-    loop = asyncio.get_running_loop()
-    failures = 0
-    while not stopping.is_set():
-        reason = await _dial_once(loop, host, port, make_link)
-        if reason is not None:
-            failures += 1
-            # The first failure of a series is worth a line; repeats every 5-10 s are not.
-            level = logging.INFO if failures == 1 else logging.DEBUG
-            log.log(level, "link to %s:%d: %s; redialling in 5-10 s", host, port, reason)
-        else:
-            failures = 0
-        delay = random.uniform(tuning.REDIAL_MIN_S, tuning.REDIAL_MAX_S)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), delay)
-
-
-async def _dial_once(
-    loop: asyncio.AbstractEventLoop, host: str, port: int, make_link: Callable[[], LegacyTcpLink]
-) -> str | None:
-    """One connection attempt, held until it closes. Returns why it failed, or None if it was up."""
-    try:
-        # Resolved anew on every dial, without blocking the loop.
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as error:
-        return f"cannot resolve {host}: {error.strerror or error}"
-    last_error = "no address"
-    for *_, address in infos:
-        try:
-            _, link = await asyncio.wait_for(
-                loop.create_connection(make_link, host=str(address[0]), port=int(address[1])),
-                tuning.CONNECT_TIMEOUT_S,
-            )
-        except TimeoutError:
-            last_error = f"no answer from {address[0]} within {tuning.CONNECT_TIMEOUT_S:g} s"
-            continue
-        except OSError as error:
-            last_error = f"cannot connect to {address[0]}: {error.strerror or error}"
-            continue
-        reason = await asyncio.shield(link.closed)
-        return None if link.up_since is not None else reason
-    return last_error
