@@ -1,6 +1,7 @@
 """A listening node N against misbehaving peers: a wrong key, garbage, a forged frame, truncated
-streams, odd but well-formed packets, and 300 idle connections. N must keep serving a good peer,
-log each bad connection once, keep its memory bounded and close the idle connections."""
+streams, odd but well-formed packets, and 300 idle connections on its legacy_tcp port; a wrong key,
+garbage, a forged frame and a replayed handshake on its secure_tcp port. N must keep serving a good
+peer, log each bad connection once, keep its memory bounded and close the idle connections."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from netns import Lab, tcp_connect, tcp_listen, wait_until
 from smolmesh import _core
+from smolmesh.links.secure_tcp import secure_psk
 from test_e2e_kit import (
     KEY,
     PORT,
@@ -28,6 +30,7 @@ from test_e2e_kit import (
 )
 
 IDLE_CONNECTIONS = 300
+SECURE_PORT = PORT + 1  # N's secure_tcp port, beside its legacy_tcp one
 HANDSHAKE_TIMEOUT_S = 10.0  # smolmesh.tuning.HANDSHAKE_TIMEOUT_S, as a user sees it
 REFUSALS_LOGGED_PER_PERIOD = 20  # smolmesh.tuning: refused connections logged one line each
 # The node under attack and the good peer; their status sockets are /run/smolmesh/<name>.sock in
@@ -72,6 +75,27 @@ def handshake(host: str, psk: bytes) -> tuple[socket.socket, _core.Sealer]:
     return sock, _core.Sealer(psk, iv)
 
 
+def recv_exactly(sock: socket.socket, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        assert chunk, "the node closed a correct handshake"
+        data += chunk
+    return data
+
+
+def secure_handshake(host: str, psk: bytes) -> tuple[socket.socket, _core.SecureSealer]:
+    """A connection that did the secure_tcp handshake right, frame 0 sent; returns our sealer."""
+    sock = socket.create_connection((host, SECURE_PORT), timeout=10)
+    initiator = _core.SecureInitiator(psk)
+    sock.sendall(initiator.message())
+    keys = initiator.finish(recv_exactly(sock, _core.SECURE_MESSAGE_LEN))
+    assert keys is not None, "the node's message 2 does not match our key"
+    sealer, _ = keys
+    sock.sendall(sealer.seal(b""))
+    return sock, sealer
+
+
 def attack(host: str, key: str) -> None:
     psk = key.encode()
     now = int(time.time() * 1000)
@@ -98,6 +122,25 @@ def attack(host: str, key: str) -> None:
     frame = sealer.seal(_core.make_packet(now, _core.CMD_NAME, b"truncated-peer"))
     one_shot("truncated frame", sock, frame[: len(frame) // 2], eof=True)
 
+    # secure_tcp: the same breakers, and a recorded message 1 replayed (answered, then nothing:
+    # the replayer cannot make the connector's frame 0 without its ephemeral key).
+    def secure_connection() -> socket.socket:
+        return socket.create_connection((host, SECURE_PORT), timeout=10)
+
+    wrong = _core.SecureInitiator(secure_psk("not the mesh key")).message()
+    one_shot("secure wrong key", secure_connection(), wrong)
+    one_shot("secure garbage", secure_connection(), os.urandom(4096))
+    sock, secure_sealer = secure_handshake(host, secure_psk(key))
+    forged = bytearray(secure_sealer.seal(_core.make_packet(now, _core.CMD_NAME, b"forger")))
+    forged[-1] ^= 1  # a bit of the tag
+    one_shot("secure bad tag", sock, bytes(forged))
+    replayer = secure_connection()
+    replayer.sendall(_core.SecureInitiator(secure_psk(key)).message())
+    answer = recv_exactly(replayer, _core.SECURE_MESSAGE_LEN)
+    report(case="secure replay", port=replayer.getsockname()[1], answered=len(answer),
+           closed_after=closed_within(replayer, HANDSHAKE_TIMEOUT_S + 5))  # fmt: skip
+    replayer.close()
+
     # Odd but well-formed: sealed right, so the link must stay up and go on working.
     odd, sealer = handshake(host, psk)
     packets = [
@@ -120,12 +163,13 @@ def attack(host: str, key: str) -> None:
     # Idle connections: opened and never written to.
     selector = selectors.DefaultSelector()
     idle = []
+    opened_at = time.time()
     for _ in range(IDLE_CONNECTIONS):
         sock = socket.create_connection((host, PORT), timeout=10)
         sock.setblocking(False)
         selector.register(sock, selectors.EVENT_READ, time.monotonic())
         idle.append(sock)
-    report(case="idle open", ports=[s.getsockname()[1] for s in idle])
+    report(case="idle open", ports=[s.getsockname()[1] for s in idle], at=opened_at)
     lasted: list[float] = []  # seconds from each connection's opening to the node closing it
     deadline = time.monotonic() + HANDSHAKE_TIMEOUT_S + 15
     while len(lasted) < len(idle) and time.monotonic() < deadline:
@@ -165,7 +209,11 @@ def test_node_keeps_serving_while_peers_misbehave(tmp_path) -> None:
     with Lab(tmp_path) as lab:
         n, hostile, good = lab.namespace(), lab.namespace(), lab.namespace()
         to_hostile, to_good = lab.link(n, hostile), lab.link(n, good)
-        node = start_node(lab, n, lab.node_config(NAME_N, [tcp_listen(PORT, ["another key", KEY])]))
+        listens = [
+            tcp_listen(PORT, ["another key", KEY]),
+            tcp_listen(SECURE_PORT, ["another key", KEY], "secure_tcp"),
+        ]
+        node = start_node(lab, n, lab.node_config(NAME_N, listens))
         wait_up(node)
         time.sleep(1.0)  # let it settle before the first reading
         rss = {"before": rss_kib(node.pid)}
@@ -210,14 +258,34 @@ def test_node_keeps_serving_while_peers_misbehave(tmp_path) -> None:
             "bad MAC": "bad MAC",
             "truncated hello": "closed by peer",
             "truncated frame": "closed by peer",
+            "secure wrong key": "wrong key",
+            "secure garbage": "wrong key",
+            "secure bad tag": "bad MAC",
         }
+        # The idle connections that follow may reuse a source port of these cases: only what N
+        # logged before they opened counts.
+        idle_opened_at = results["idle open"]["at"]
+
+        def case_lines(port: int, pattern: str) -> list:
+            label = f"{to_hostile.ipv4_b}:{port}"
+            found = log_lines(node, rf"^link {label} {pattern}")
+            return [line for line in found if line[0] < idle_opened_at]
+
         for case, reason in expected.items():
             closed_after = results[case]["closed_after"]
             assert closed_after is not None and closed_after < 2, (case, results[case])
-            label = f"{to_hostile.ipv4_b}:{results[case]['port']}"
-            lines = log_lines(node, rf"^link {label} (?:refused|down): (.*)")
+            lines = case_lines(results[case]["port"], "(?:refused|down): (.*)")
             assert len(lines) == 1, (case, lines, node.log())
             assert reason in lines[0][1][1], (case, lines[0][1][1])
+
+        # A replayed secure_tcp message 1 is answered, brings no link up, and is closed with the
+        # other unauthenticated connections, at the handshake timeout.
+        replay = results["secure replay"]
+        assert replay["answered"] == _core.SECURE_MESSAGE_LEN
+        assert replay["closed_after"] is not None, replay
+        lines = case_lines(replay["port"], "(refused|down|up)(.*)")
+        assert len(lines) == 1 and lines[0][1][1] == "refused", (replay, node.log())
+        assert "no handshake within" in lines[0][1][2], lines
 
         # Odd but well-formed packets are dropped one by one; the link stays up and works.
         assert results["odd packets"]["closed_after"] is None

@@ -69,7 +69,8 @@ def test_status_shows_links_and_routes_and_goes_away_with_the_node(tmp_path) -> 
         samples = dict(
             line.rsplit(" ", 1) for line in metrics.stdout.splitlines() if not line.startswith("#")
         )
-        link = f'node="{left}",peer="{seen["links"][0]["peer"]}",direction="in"'
+        peer = seen["links"][0]["peer"]
+        link = f'node="{left}",peer="{peer}",direction="in",transport="legacy_tcp"'
         assert float(samples[f"smolmesh_link_bytes_received_total{{{link}}}"]) > 0
         assert samples[f"smolmesh_link_silent{{{link}}}"] == "0"
         assert 0 < float(samples[f"smolmesh_link_rtt_seconds{{{link}}}"]) < 0.1

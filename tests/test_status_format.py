@@ -17,6 +17,7 @@ def a_status(name: str, *, rtt_ms: float | None) -> dict[str, Any]:
     link = {
         "peer": "10.0.0.2:5000",
         "outgoing": True,
+        "transport": "secure_tcp",
         "bytes_sent": 1000,
         "bytes_received": 2000,
         "packets_dropped": 3,
@@ -46,14 +47,10 @@ def test_metrics_of_two_nodes_are_one_exposition_with_escaped_labels() -> None:
     samples = [line for line in lines if not line.startswith("#")]
     assert all(SAMPLE.fullmatch(line) for line in samples), samples
     odd = 'node="odd \\"name\\"\\\\"'
-    assert (
-        f'smolmesh_link_bytes_received_total{{{odd},peer="10.0.0.2:5000",direction="out"}} 2000'
-        in lines
-    )
-    assert (
-        f'smolmesh_link_rtt_seconds{{{odd},peer="10.0.0.2:5000",direction="out"}} 0.00025' in lines
-    )
-    assert f'smolmesh_link_silent{{{odd},peer="10.0.0.2:5000",direction="out"}} 1' in lines
+    link = 'peer="10.0.0.2:5000",direction="out",transport="secure_tcp"'
+    assert f"smolmesh_link_bytes_received_total{{{odd},{link}}} 2000" in lines
+    assert f"smolmesh_link_rtt_seconds{{{odd},{link}}} 0.00025" in lines
+    assert f"smolmesh_link_silent{{{odd},{link}}} 1" in lines
     assert f"smolmesh_routes_without_backup{{{odd}}} 1" in lines
     assert 'smolmesh_tun_writes_total{node="plain"} 5' in lines
     # A figure the kernel did not give (no TCP_INFO) is left out, not printed as 0.

@@ -303,7 +303,7 @@ _NODE_METRICS: list[tuple[str, str, str, Callable[[dict[str, Any]], float | None
 
 def format_prometheus(statuses: list[dict[str, Any]]) -> str:
     """The statuses of nodes as metrics in Prometheus's text exposition format, each sample
-    labelled with its node (and a link's with its peer and direction)."""
+    labelled with its node (and a link's with its peer, direction and kind of link)."""
     lines = []
     for metrics, per_link in ((_NODE_METRICS, False), (_LINK_METRICS, True)):
         for name, kind, help_text, value_of in metrics:
@@ -319,7 +319,8 @@ def format_prometheus(statuses: list[dict[str, Any]]) -> str:
                         continue
                     labels = (
                         f'node="{node}",peer="{_label(link["peer"])}",'
-                        f'direction="{"out" if link["outgoing"] else "in"}"'
+                        f'direction="{"out" if link["outgoing"] else "in"}",'
+                        f'transport="{_label(link.get("transport", ""))}"'
                     )
                     lines.append(f"smolmesh_{name}{{{labels}}} {_number(value)}")
     return "\n".join(lines) + "\n"
