@@ -1,6 +1,7 @@
-"""Failover in a diamond of real nodes: A links to B and C, both link to D. A continuous ping from
-A to D must come back quickly when the middle node carrying it is killed, and when the link to it
-goes silent (every packet dropped, no FIN or RST). A line of three must ride out a short cut
+"""Failover in a diamond of real nodes linked by secure_tcp, smolmesh's own link: A links to B
+and C, both link to D. A continuous ping from A to D must come back quickly when the middle node
+carrying it is killed, and when the link to it goes silent (every packet dropped, no FIN or RST).
+A line of three (legacy_tcp links) must ride out a short cut
 without losing a route; the kernel's view of a silent peer (TCP_INFO) is read through a real cut;
 and the router's rules for both are unit-tested with links that only record what they are sent."""
 
@@ -68,9 +69,12 @@ def test_diamond_pings_survive_a_killed_middle_node_and_a_silently_cut_link(tmp_
             ("d", "b"): lab.link(ns["d"], ns["b"]),
             ("d", "c"): lab.link(ns["d"], ns["c"]),
         }
-        configs = {end: lab.node_config(NAMES[end], [tcp_listen(PORT, [KEY])]) for end in "ad"}
+        listen = [tcp_listen(PORT, [KEY], "secure_tcp")]
+        configs = {end: lab.node_config(NAMES[end], listen) for end in "ad"}
         for middle in "bc":
-            dials = [tcp_connect(veths[end, middle].ipv4_a, PORT, KEY) for end in "ad"]
+            dials = [
+                tcp_connect(veths[end, middle].ipv4_a, PORT, KEY, "secure_tcp") for end in "ad"
+            ]
             configs[middle] = lab.node_config(NAMES[middle], dials)
         nodes = {}
         for name in "adbc":  # the listeners first, so that nobody waits 5-10 s to redial
