@@ -1,6 +1,7 @@
 """Where a packet's time goes in a node: py-spy samples of every node of a tunnel under load.
 
     python3 benches/profile_node.py [--mtu 1500] [--seconds 5] [--chain]
+                                    [--transport secure_tcp|legacy_tcp]
                                     # as root; needs py-spy (pip), iperf3
 
 Two nodes in network namespaces (with --chain three in a line, so the middle one relays), one
@@ -86,6 +87,12 @@ def main() -> int:
     parser.add_argument("--mtu", type=int, default=1500)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--chain", action="store_true", help="three nodes: profile the relay too")
+    parser.add_argument(
+        "--transport",
+        choices=("secure_tcp", "legacy_tcp"),
+        default="secure_tcp",
+        help="the link between the nodes (default secure_tcp)",
+    )
     args = parser.parse_args()
     for tool in ("py-spy", "iperf3", "ip"):
         if shutil.which(tool) is None:
@@ -104,9 +111,9 @@ def main() -> int:
         for i, (name, ns) in enumerate(zip(names, namespaces, strict=True)):
             transports = []
             if i < len(roles) - 1:
-                transports.append(tcp_listen(4300, ["profile"]))
+                transports.append(tcp_listen(4300, ["profile"], args.transport))
             if i > 0:
-                transports.append(tcp_connect(veths[i - 1].ipv4_a, 4300, "profile"))
+                transports.append(tcp_connect(veths[i - 1].ipv4_a, 4300, "profile", args.transport))
             config = node_config(name, transports, ipv4_addresses=[addresses[i]], mtu=args.mtu)
             path = workdir / f"{name}.json"
             path.write_text(json.dumps(config))
