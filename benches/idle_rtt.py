@@ -8,7 +8,8 @@ benches/e2e.py measures it) and 3 ms (busy: they are still awake). The tunnels t
 each round, so drift on a shared machine falls on all of them alike. The bare forwarder
 (benches/rtt_forwarder.py) is a uvloop process with one TUN device and one TCP connection and no
 crypto or routing: the floor of a Python VPN over TCP. The same forwarder with --smolmesh-calls
-also makes the Rust calls a smolmesh node makes per packet (seal, open, duplicate filter) and
+also makes the Rust calls a smolmesh node makes per packet over legacy_tcp (seal, open, duplicate
+filter) and
 nothing else of the node, which splits smolmesh's extra time between those calls and its Python.
 Prints the median of each tunnel's per-round averages, and its ratio to wireguard-go's.
 """
@@ -74,6 +75,7 @@ def _listening(row_chain: Chain, node: int) -> bool:
 
 TUNNELS: dict[str, Callable[[Chain], str]] = {
     "smolmesh @1500": lambda c: smolmesh(c, 1500, 30.0).addresses[1],
+    "smolmesh @1500 over legacy_tcp": lambda c: smolmesh(c, 1500, 30.0, "legacy_tcp").addresses[1],
     "wireguard-go @1500": lambda c: wireguard(c, 1500).addresses[1],
     "bare forwarder @1500": forwarder,
     "forwarder + smolmesh's Rust calls": lambda c: forwarder(c, "--smolmesh-calls"),
