@@ -1,7 +1,8 @@
 """smolmesh against the real smolmesh2 binary: two nodes, lines of three where each relays for
-the other, a smolmesh node between two smolmesh2 nodes when one of them dies, and the failover
-diamond of test_e2e_failover with smolmesh2 nodes in it; in network namespaces, each node its own
-process with a TUN device.
+the other (and one where a smolmesh node links a smolmesh2 node over legacy_tcp and a smolmesh
+node over secure_tcp), a smolmesh node between two smolmesh2 nodes when one of them dies, and
+the failover diamond of test_e2e_failover with smolmesh2 nodes in it; in network namespaces, each
+node its own process with a TUN device.
 
 Opt-in: set SMOLMESH2_BIN to a smolmesh2 executable (README, "What the tests show", says how to
 build one); without it every test here is skipped. smolmesh2 runs as `smolmesh2 meshnode
@@ -255,31 +256,39 @@ def test_smolmesh_and_smolmesh2_ping_carry_tcp_both_ways_and_status_shows_the_pe
 LINE_V4 = ["10.250.0.1", "10.250.0.2", "10.250.0.3"]  # IPv4 addresses of a line's L, M, R
 
 
-def line_of_three(lab: Lab) -> tuple[list[str], list[list[dict[str, Any]]]]:
+def line_of_three(
+    lab: Lab, right_link: str = "legacy_tcp"
+) -> tuple[list[str], list[list[dict[str, Any]]]]:
     """Three namespaces in a line L - M - R and each one's transports: L listens, M dials L and
-    listens, R dials M, so both kinds dial and are dialled. Start each after the node it dials."""
+    listens, R dials M, so both kinds dial and are dialled. Start each after the node it dials.
+    The link M - R is of the kind `right_link` (secure_tcp only between smolmesh nodes)."""
     spaces = [lab.namespace() for _ in range(3)]
     veths = [lab.link(spaces[0], spaces[1]), lab.link(spaces[1], spaces[2])]
     transports = [
         [tcp_listen(PORT, [KEY])],
-        [tcp_connect(veths[0].ipv4_a, PORT, KEY), tcp_listen(PORT, [KEY])],
-        [tcp_connect(veths[1].ipv4_a, PORT, KEY)],
+        [tcp_connect(veths[0].ipv4_a, PORT, KEY), tcp_listen(PORT, [KEY], right_link)],
+        [tcp_connect(veths[1].ipv4_a, PORT, KEY, right_link)],
     ]
     return spaces, transports
 
 
 @pytest.mark.parametrize(
-    "kinds",
-    [("smolmesh", "smolmesh2", "smolmesh"), ("smolmesh2", "smolmesh", "smolmesh2")],
-    ids=["smolmesh2-relays", "smolmesh-relays"],
+    ("kinds", "right_link"),
+    [
+        (("smolmesh", "smolmesh2", "smolmesh"), "legacy_tcp"),
+        (("smolmesh2", "smolmesh", "smolmesh2"), "legacy_tcp"),
+        # How a smolmesh node joins a smolmesh2 mesh and brings a peer of its own kind along.
+        (("smolmesh2", "smolmesh", "smolmesh"), "secure_tcp"),
+    ],
+    ids=["smolmesh2-relays", "smolmesh-relays", "smolmesh-relays-to-secure_tcp"],
 )
 def test_line_of_three_with_the_other_kind_in_between_carries_ping_and_tcp(
-    tmp_path, kinds: tuple[str, str, str]
+    tmp_path, kinds: tuple[str, str, str], right_link: str
 ) -> None:
     names = [f"interop-line-{end}-{PID}" for end in "lmr"]
     v4 = LINE_V4
     with Lab(tmp_path) as lab:
-        spaces, transports = line_of_three(lab)
+        spaces, transports = line_of_three(lab, right_link)
         procs = []
         for i, kind in enumerate(kinds):
             if kind == "smolmesh":
@@ -311,6 +320,12 @@ def test_line_of_three_with_the_other_kind_in_between_carries_ping_and_tcp(
                 assert mss > SMOLMESH2_MTU, (tag, mss)
             else:
                 assert mss <= mss_limit(target), (tag, mss)
+        if right_link == "secure_tcp":  # the relay carried it from one kind of link to the other
+            relay_links = status_json(names[1])["links"]
+            assert sorted(link["transport"] for link in relay_links) == [
+                "legacy_tcp",
+                "secure_tcp",
+            ], relay_links
         assert all(proc.alive for proc in procs), [proc.log_tail() for proc in procs]
 
 
