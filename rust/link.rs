@@ -50,6 +50,25 @@ pub const fn frame_len(packet_len: usize) -> usize {
     LENGTH_LEN + packet_len + MAC_LEN
 }
 
+/// Wire bytes of packets of `packet_lens` (each `extra` bytes longer) in frames of a 2-byte
+/// length, the packet and a `tail`-byte MAC or tag, or `PacketTooLong` for the first that a
+/// frame's length cannot say: the sizing of both link codecs.
+pub(crate) fn framed_len(
+    packet_lens: impl Iterator<Item = usize>,
+    extra: usize,
+    tail: usize,
+) -> Result<usize, Error> {
+    packet_lens
+        .map(|len| len + extra)
+        .try_fold(0, |total, len| {
+            if len > MAX_PACKET_LEN {
+                Err(Error::PacketTooLong(len))
+            } else {
+                Ok(total + LENGTH_LEN + len + tail)
+            }
+        })
+}
+
 /// Seals mesh packets into frames for the direction whose IV we chose.
 #[derive(Clone)]
 pub struct Sealer {
@@ -72,15 +91,7 @@ impl Sealer {
         packet_lens: impl Iterator<Item = usize>,
         extra: usize,
     ) -> Result<usize, Error> {
-        packet_lens
-            .map(|len| len + extra)
-            .try_fold(0, |total, len| {
-                if len > MAX_PACKET_LEN {
-                    Err(Error::PacketTooLong(len))
-                } else {
-                    Ok(total + frame_len(len))
-                }
-            })
+        framed_len(packet_lens, extra, MAC_LEN)
     }
 
     pub fn seal(&mut self, packet: &[u8]) -> Result<Vec<u8>, Error> {
@@ -188,8 +199,11 @@ impl FrameBody for Vec<u8> {
     }
 }
 
-/// The frame an `Opener` is in the middle of, its bytes decrypted as they came.
-enum Partial<B> {
+/// The frame an opener is in the middle of: a 2-byte length, a body as long as it says, then a
+/// tail of `TAIL` bytes (legacy_tcp's MAC, secure_tcp's tag). Both link codecs frame this way;
+/// they differ in how bytes come in (decrypted on the way, or copied as they are) and in the
+/// length's byte order, which the caller of `read` supplies.
+enum Partial<B, const TAIL: usize> {
     /// `have` bytes of the 2-byte length.
     Length {
         bytes: [u8; LENGTH_LEN],
@@ -197,21 +211,99 @@ enum Partial<B> {
     },
     /// `have` bytes of the body, which is as long as the length said.
     Body { body: B, have: usize },
-    /// The whole body and `have` bytes of its MAC.
-    Mac {
+    /// The whole body and `have` bytes of its tail.
+    Tail {
         body: B,
-        mac: [u8; MAC_LEN],
+        tail: [u8; TAIL],
         have: usize,
     },
 }
 
-impl<B> Partial<B> {
+impl<B, const TAIL: usize> Partial<B, TAIL> {
     /// Nothing of the next frame read yet.
     fn next_frame() -> Self {
         Partial::Length {
             bytes: [0; LENGTH_LEN],
             have: 0,
         }
+    }
+}
+
+/// Reassembles frames from a stream fed in pieces of any size, holding at most one unfinished
+/// frame. Each byte goes once from the piece to where it belongs: the length and tail into the
+/// reader, the body into a buffer of `B` made for it once its length is known.
+pub(crate) struct FrameReader<B, const TAIL: usize> {
+    partial: Partial<B, TAIL>,
+}
+
+impl<B: FrameBody, const TAIL: usize> FrameReader<B, TAIL> {
+    pub(crate) fn new() -> Self {
+        FrameReader {
+            partial: Partial::next_frame(),
+        }
+    }
+
+    /// Bytes of an unfinished frame held back (at most one frame's worth).
+    pub(crate) fn buffered(&self) -> usize {
+        match &self.partial {
+            Partial::Length { have, .. } => *have,
+            Partial::Body { have, .. } => LENGTH_LEN + have,
+            Partial::Tail { body, have, .. } => LENGTH_LEN + body.bytes().len() + have,
+        }
+    }
+
+    /// Takes bytes from the front of `rest` until a frame is complete, and returns its body and
+    /// tail; None once `rest` is empty first. `take(rest, into)` moves as much of `rest` as fits
+    /// into `into` (decrypting it or not) and returns how much; `length` reads the length field
+    /// as `take` left it; `new_body(length)` makes the body's buffer, whose contents `take`
+    /// overwrites. An empty body is complete as soon as its length is: the next byte (the first
+    /// of its tail) moves the frame on.
+    pub(crate) fn read(
+        &mut self,
+        rest: &mut &[u8],
+        length: impl Fn([u8; LENGTH_LEN]) -> usize,
+        new_body: &mut impl FnMut(usize) -> B,
+        take: &mut impl FnMut(&mut &[u8], &mut [u8]) -> usize,
+    ) -> Option<(B, [u8; TAIL])> {
+        while !rest.is_empty() {
+            self.partial = match std::mem::replace(&mut self.partial, Partial::next_frame()) {
+                Partial::Length { mut bytes, have } => {
+                    let have = have + take(rest, &mut bytes[have..]);
+                    if have < LENGTH_LEN {
+                        Partial::Length { bytes, have }
+                    } else {
+                        let body = new_body(length(bytes));
+                        Partial::Body { body, have: 0 }
+                    }
+                }
+                Partial::Body { mut body, have } => {
+                    let have = have + take(rest, &mut body.bytes_mut()[have..]);
+                    if have < body.bytes().len() {
+                        Partial::Body { body, have }
+                    } else {
+                        let tail = [0; TAIL];
+                        Partial::Tail {
+                            body,
+                            tail,
+                            have: 0,
+                        }
+                    }
+                }
+                Partial::Tail {
+                    body,
+                    mut tail,
+                    have,
+                } => {
+                    let have = have + take(rest, &mut tail[have..]);
+                    if have < TAIL {
+                        Partial::Tail { body, tail, have }
+                    } else {
+                        return Some((body, tail));
+                    }
+                }
+            };
+        }
+        None
     }
 }
 
@@ -224,7 +316,7 @@ impl<B> Partial<B> {
 pub struct Opener<B = Vec<u8>> {
     keystream: Keystream,
     mac: MacKey,
-    partial: Partial<B>,
+    reader: FrameReader<B, MAC_LEN>,
     failed: bool,
 }
 
@@ -234,18 +326,14 @@ impl<B: FrameBody> Opener<B> {
         Opener {
             keystream: Keystream::new(&enc_key),
             mac: MacKey::new(&mac_key),
-            partial: Partial::next_frame(),
+            reader: FrameReader::new(),
             failed: false,
         }
     }
 
     /// Bytes of an unfinished frame held back (at most one frame's worth).
     pub fn buffered(&self) -> usize {
-        match &self.partial {
-            Partial::Length { have, .. } => *have,
-            Partial::Body { have, .. } => LENGTH_LEN + have,
-            Partial::Mac { body, have, .. } => LENGTH_LEN + body.bytes().len() + have,
-        }
+        self.reader.buffered()
     }
 
     /// Every complete, verified packet the stream holds after `chunk`, in order, each body in
@@ -261,40 +349,20 @@ impl<B: FrameBody> Opener<B> {
         }
         let mut complete: Vec<(B, [u8; MAC_LEN])> = Vec::new();
         let mut rest = chunk;
-        while !rest.is_empty() {
-            self.partial = match std::mem::replace(&mut self.partial, Partial::next_frame()) {
-                Partial::Length { mut bytes, have } => {
-                    let have = have + self.decrypt(&mut rest, &mut bytes[have..]);
-                    if have < LENGTH_LEN {
-                        Partial::Length { bytes, have }
-                    } else {
-                        let body = new_body(u16::from_le_bytes(bytes) as usize);
-                        Partial::Body { body, have: 0 }
-                    }
-                }
-                Partial::Body { mut body, have } => {
-                    let have = have + self.decrypt(&mut rest, &mut body.bytes_mut()[have..]);
-                    if have < body.bytes().len() {
-                        Partial::Body { body, have }
-                    } else {
-                        let mac = [0; MAC_LEN];
-                        Partial::Mac { body, mac, have: 0 }
-                    }
-                }
-                Partial::Mac {
-                    body,
-                    mut mac,
-                    have,
-                } => {
-                    let have = have + self.decrypt(&mut rest, &mut mac[have..]);
-                    if have < MAC_LEN {
-                        Partial::Mac { body, mac, have }
-                    } else {
-                        complete.push((body, mac));
-                        Partial::next_frame()
-                    }
-                }
-            };
+        let keystream = &mut self.keystream;
+        let mut decrypt = |rest: &mut &[u8], into: &mut [u8]| {
+            let n = into.len().min(rest.len());
+            let (now, later) = rest.split_at(n);
+            keystream.apply_copy(now, &mut into[..n]);
+            *rest = later;
+            n
+        };
+        let length = |bytes| u16::from_le_bytes(bytes) as usize;
+        while let Some(frame) = self
+            .reader
+            .read(&mut rest, length, &mut new_body, &mut decrypt)
+        {
+            complete.push(frame);
         }
         let bodies: Vec<&[u8]> = complete.iter().map(|(body, _)| body.bytes()).collect();
         let macs = self.mac.mac_many(&bodies);
@@ -306,19 +374,10 @@ impl<B: FrameBody> Opener<B> {
             });
         if !all_good {
             self.failed = true;
-            self.partial = Partial::next_frame();
+            self.reader = FrameReader::new();
             return Err(Error::BadMac);
         }
         Ok(complete.into_iter().map(|(body, _)| body).collect())
-    }
-
-    /// Decrypts the front of `rest` into as much of `into` as it fills; returns how many bytes.
-    fn decrypt(&mut self, rest: &mut &[u8], into: &mut [u8]) -> usize {
-        let n = into.len().min(rest.len());
-        let (now, later) = rest.split_at(n);
-        self.keystream.apply_copy(now, &mut into[..n]);
-        *rest = later;
-        n
     }
 }
 

@@ -206,6 +206,76 @@ fn derive_keys<'py>(
     Ok((PyBytes::new(py, &enc_key), PyBytes::new(py, &mac_key)))
 }
 
+/// What the bindings need of a link's sealer; both kinds of link have one, so `Sealer` and
+/// `SecureSealer` share one body per method (`seal_packets`, `seal_data`).
+trait FrameSealer: Send {
+    fn sealed_len(packet_lens: impl Iterator<Item = usize>, extra: usize) -> Result<usize, Error>;
+    fn seal_batch_into(&mut self, packets: &[&[u8]], out: &mut [u8]);
+    fn seal_data_batch_into(&mut self, ip_packets: &[&[u8]], timestamp_ms: u64, out: &mut [u8]);
+}
+
+impl FrameSealer for link::Sealer {
+    fn sealed_len(packet_lens: impl Iterator<Item = usize>, extra: usize) -> Result<usize, Error> {
+        link::Sealer::sealed_len(packet_lens, extra)
+    }
+    fn seal_batch_into(&mut self, packets: &[&[u8]], out: &mut [u8]) {
+        link::Sealer::seal_batch_into(self, packets, out)
+    }
+    fn seal_data_batch_into(&mut self, ip_packets: &[&[u8]], timestamp_ms: u64, out: &mut [u8]) {
+        link::Sealer::seal_data_batch_into(self, ip_packets, timestamp_ms, out)
+    }
+}
+
+impl FrameSealer for secure::SecureSealer {
+    fn sealed_len(packet_lens: impl Iterator<Item = usize>, extra: usize) -> Result<usize, Error> {
+        secure::SecureSealer::sealed_len(packet_lens, extra)
+    }
+    fn seal_batch_into(&mut self, packets: &[&[u8]], out: &mut [u8]) {
+        secure::SecureSealer::seal_batch_into(self, packets, out)
+    }
+    fn seal_data_batch_into(&mut self, ip_packets: &[&[u8]], timestamp_ms: u64, out: &mut [u8]) {
+        secure::SecureSealer::seal_data_batch_into(self, ip_packets, timestamp_ms, out)
+    }
+}
+
+/// `seal_batch` of either sealer: the frames in one `bytes`, sealed with the GIL released for a
+/// big batch.
+fn seal_packets<'py, S: FrameSealer>(
+    py: Python<'py>,
+    sealer: &mut S,
+    packets: &[&[u8]],
+) -> PyResult<Bound<'py, PyBytes>> {
+    let len = S::sealed_len(packets.iter().map(|p| p.len()), 0)?;
+    bytes_written_by(py, len, |out| {
+        maybe_detach(py, len, || sealer.seal_batch_into(packets, out))
+    })
+}
+
+/// `seal_data_batch` of either sealer (see `Sealer.seal_data_batch`).
+fn seal_data<'py, S: FrameSealer>(
+    py: Python<'py>,
+    sealer: &mut S,
+    ip_packets: &[Bound<'py, PyBytes>],
+    timestamp_ms: u64,
+    skip: usize,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let ip_packets = skipped(ip_packets, skip)?;
+    let len = S::sealed_len(ip_packets.iter().map(|p| p.len()), HEADER_LEN)?;
+    bytes_written_by(py, len, |out| {
+        maybe_detach(py, len, || {
+            sealer.seal_data_batch_into(&ip_packets, timestamp_ms, out)
+        })
+    })
+}
+
+/// The bodies an opener's `feed` returned, as the `bytes` objects they were opened into.
+fn opened<'py>(py: Python<'py>, bodies: Vec<BytesBody>) -> Vec<Bound<'py, PyBytes>> {
+    bodies
+        .into_iter()
+        .map(|body| body.object.into_bound(py))
+        .collect()
+}
+
 #[pyclass(name = "Sealer", module = "smolmesh._core")]
 struct PySealer(link::Sealer);
 
@@ -217,8 +287,7 @@ impl PySealer {
     }
 
     fn seal<'py>(&mut self, py: Python<'py>, packet: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
-        let len = link::Sealer::sealed_len(std::iter::once(packet.len()), 0)?;
-        bytes_written_by(py, len, |out| self.0.seal_batch_into(&[packet], out))
+        seal_packets(py, &mut self.0, &[packet])
     }
 
     fn seal_batch<'py>(
@@ -226,12 +295,7 @@ impl PySealer {
         py: Python<'py>,
         packets: Vec<Bound<'py, PyBytes>>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let packets = slices(&packets);
-        let len = link::Sealer::sealed_len(packets.iter().map(|p| p.len()), 0)?;
-        let sealer = &mut self.0;
-        bytes_written_by(py, len, |out| {
-            maybe_detach(py, len, || sealer.seal_batch_into(&packets, out))
-        })
+        seal_packets(py, &mut self.0, &slices(&packets))
     }
 
     /// `skip` bytes before each IP packet are left out: the header of a TUN read (IFF_VNET_HDR).
@@ -243,14 +307,7 @@ impl PySealer {
         timestamp_ms: u64,
         skip: usize,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let ip_packets = skipped(&ip_packets, skip)?;
-        let len = link::Sealer::sealed_len(ip_packets.iter().map(|p| p.len()), HEADER_LEN)?;
-        let sealer = &mut self.0;
-        bytes_written_by(py, len, |out| {
-            maybe_detach(py, len, || {
-                sealer.seal_data_batch_into(&ip_packets, timestamp_ms, out)
-            })
-        })
+        seal_data(py, &mut self.0, &ip_packets, timestamp_ms, skip)
     }
 }
 
@@ -268,10 +325,7 @@ impl PyOpener {
     /// length. Sealing, with every length known in advance, is what releases the GIL.
     fn feed<'py>(&mut self, py: Python<'py>, chunk: &[u8]) -> PyResult<Bound<'py, PyList>> {
         let bodies = self.0.feed(chunk, |len| BytesBody::new(py, len))?;
-        PyList::new(
-            py,
-            bodies.into_iter().map(|body| body.object.into_bound(py)),
-        )
+        PyList::new(py, opened(py, bodies))
     }
 
     /// `feed`, then `triage` of what it opened, in one call: one crossing into Rust per chunk
@@ -284,11 +338,7 @@ impl PyOpener {
         mut seen: PyRefMut<'_, PyDuplicateFilter>,
     ) -> PyResult<Bound<'py, PyList>> {
         let bodies = self.0.feed(chunk, |len| BytesBody::new(py, len))?;
-        let packets: Vec<Bound<'py, PyBytes>> = bodies
-            .into_iter()
-            .map(|body| body.object.into_bound(py))
-            .collect();
-        triage_rows(py, &packets, now_ms, &mut seen.0)
+        triage_rows(py, &opened(py, bodies), now_ms, &mut seen.0)
     }
 
     #[getter]
@@ -372,8 +422,7 @@ impl PySecureSealer {
     }
 
     fn seal<'py>(&mut self, py: Python<'py>, packet: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
-        let len = secure::SecureSealer::sealed_len(std::iter::once(packet.len()), 0)?;
-        bytes_written_by(py, len, |out| self.0.seal_batch_into(&[packet], out))
+        seal_packets(py, &mut self.0, &[packet])
     }
 
     fn seal_batch<'py>(
@@ -381,12 +430,7 @@ impl PySecureSealer {
         py: Python<'py>,
         packets: Vec<Bound<'py, PyBytes>>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let packets = slices(&packets);
-        let len = secure::SecureSealer::sealed_len(packets.iter().map(|p| p.len()), 0)?;
-        let sealer = &mut self.0;
-        bytes_written_by(py, len, |out| {
-            maybe_detach(py, len, || sealer.seal_batch_into(&packets, out))
-        })
+        seal_packets(py, &mut self.0, &slices(&packets))
     }
 
     /// `skip` bytes before each IP packet are left out: the header of a TUN read (IFF_VNET_HDR).
@@ -398,14 +442,7 @@ impl PySecureSealer {
         timestamp_ms: u64,
         skip: usize,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let ip_packets = skipped(&ip_packets, skip)?;
-        let len = secure::SecureSealer::sealed_len(ip_packets.iter().map(|p| p.len()), HEADER_LEN)?;
-        let sealer = &mut self.0;
-        bytes_written_by(py, len, |out| {
-            maybe_detach(py, len, || {
-                sealer.seal_data_batch_into(&ip_packets, timestamp_ms, out)
-            })
-        })
+        seal_data(py, &mut self.0, &ip_packets, timestamp_ms, skip)
     }
 }
 
@@ -427,10 +464,7 @@ impl PySecureOpener {
     /// stream reveals its length.
     fn feed<'py>(&mut self, py: Python<'py>, chunk: &[u8]) -> PyResult<Bound<'py, PyList>> {
         let bodies = self.0.feed(chunk, |len| BytesBody::new(py, len))?;
-        PyList::new(
-            py,
-            bodies.into_iter().map(|body| body.object.into_bound(py)),
-        )
+        PyList::new(py, opened(py, bodies))
     }
 
     fn feed_and_triage<'py>(
@@ -441,11 +475,7 @@ impl PySecureOpener {
         mut seen: PyRefMut<'_, PyDuplicateFilter>,
     ) -> PyResult<Bound<'py, PyList>> {
         let bodies = self.0.feed(chunk, |len| BytesBody::new(py, len))?;
-        let packets: Vec<Bound<'py, PyBytes>> = bodies
-            .into_iter()
-            .map(|body| body.object.into_bound(py))
-            .collect();
-        triage_rows(py, &packets, now_ms, &mut seen.0)
+        triage_rows(py, &opened(py, bodies), now_ms, &mut seen.0)
     }
 
     #[getter]

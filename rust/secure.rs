@@ -18,9 +18,9 @@
 //! Since the nonce counts frames, a dropped, replayed or reordered frame fails its tag too. After
 //! a failed tag nothing that follows can be trusted, so the opener stays failed.
 
-use crate::constants::{HEADER_LEN, LENGTH_LEN, MAX_PACKET_LEN};
+use crate::constants::{HEADER_LEN, LENGTH_LEN};
 use crate::error::Error;
-use crate::link::FrameBody;
+use crate::link::{framed_len, FrameBody, FrameReader};
 use crate::packet::write_header;
 use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_256_GCM};
 
@@ -218,15 +218,7 @@ impl SecureSealer {
         packet_lens: impl Iterator<Item = usize>,
         extra: usize,
     ) -> Result<usize, Error> {
-        packet_lens
-            .map(|len| len + extra)
-            .try_fold(0, |total, len| {
-                if len > MAX_PACKET_LEN {
-                    Err(Error::PacketTooLong(len))
-                } else {
-                    Ok(total + frame_len(len))
-                }
-            })
+        framed_len(packet_lens, extra, SECURE_TAG_LEN)
     }
 
     pub fn seal(&mut self, packet: &[u8]) -> Result<Vec<u8>, Error> {
@@ -300,33 +292,6 @@ impl SecureSealer {
     }
 }
 
-/// The frame a `SecureOpener` is in the middle of, still encrypted.
-enum Partial<B> {
-    /// `have` bytes of the 2-byte length.
-    Length {
-        bytes: [u8; LENGTH_LEN],
-        have: usize,
-    },
-    /// `have` bytes of the ciphertext, which is as long as the length said.
-    Body { body: B, have: usize },
-    /// The whole ciphertext and `have` bytes of its tag.
-    Tag {
-        body: B,
-        tag: [u8; SECURE_TAG_LEN],
-        have: usize,
-    },
-}
-
-impl<B> Partial<B> {
-    /// Nothing of the next frame read yet.
-    fn next_frame() -> Self {
-        Partial::Length {
-            bytes: [0; LENGTH_LEN],
-            have: 0,
-        }
-    }
-}
-
 /// Opens the frames of the peer's sending direction, fed the stream in any pieces.
 ///
 /// The ciphertext of each frame is copied from the piece into a buffer of `B` made for it once
@@ -336,7 +301,7 @@ impl<B> Partial<B> {
 pub struct SecureOpener<B = Vec<u8>> {
     key: LessSafeKey,
     counter: u64,
-    partial: Partial<B>,
+    reader: FrameReader<B, SECURE_TAG_LEN>,
     failed: bool,
 }
 
@@ -345,18 +310,14 @@ impl<B: FrameBody> SecureOpener<B> {
         SecureOpener {
             key: aead_key(key),
             counter: 0,
-            partial: Partial::next_frame(),
+            reader: FrameReader::new(),
             failed: false,
         }
     }
 
     /// Bytes of an unfinished frame held back (at most one frame's worth).
     pub fn buffered(&self) -> usize {
-        match &self.partial {
-            Partial::Length { have, .. } => *have,
-            Partial::Body { have, .. } => LENGTH_LEN + have,
-            Partial::Tag { body, have, .. } => LENGTH_LEN + body.bytes().len() + have,
-        }
+        self.reader.buffered()
     }
 
     /// Frames opened so far, empty ones included. The listener counts the link as up once it is
@@ -378,53 +339,23 @@ impl<B: FrameBody> SecureOpener<B> {
         }
         let mut complete: Vec<B> = Vec::new();
         let mut rest = chunk;
-        // An empty packet's body is complete as soon as its length is: the next byte (the first
-        // of its tag) moves it on from `Body`.
-        while !rest.is_empty() {
-            self.partial = match std::mem::replace(&mut self.partial, Partial::next_frame()) {
-                Partial::Length { mut bytes, have } => {
-                    let have = have + take(&mut rest, &mut bytes[have..]);
-                    if have < LENGTH_LEN {
-                        Partial::Length { bytes, have }
-                    } else {
-                        let body = new_body(u16::from_be_bytes(bytes) as usize);
-                        Partial::Body { body, have: 0 }
-                    }
-                }
-                Partial::Body { mut body, have } => {
-                    let have = have + take(&mut rest, &mut body.bytes_mut()[have..]);
-                    if have < body.bytes().len() {
-                        Partial::Body { body, have }
-                    } else {
-                        let tag = [0; SECURE_TAG_LEN];
-                        Partial::Tag { body, tag, have: 0 }
-                    }
-                }
-                Partial::Tag {
-                    mut body,
-                    mut tag,
-                    have,
-                } => {
-                    let have = have + take(&mut rest, &mut tag[have..]);
-                    if have < SECURE_TAG_LEN {
-                        Partial::Tag { body, tag, have }
-                    } else {
-                        let opened = self.key.open_in_place_separate_tag(
-                            nonce(next(&mut self.counter)),
-                            Aad::empty(),
-                            Tag::from(tag),
-                            body.bytes_mut(),
-                            0..,
-                        );
-                        if opened.is_err() {
-                            self.failed = true;
-                            return Err(Error::BadMac);
-                        }
-                        complete.push(body);
-                        Partial::next_frame()
-                    }
-                }
-            };
+        let length = |bytes| u16::from_be_bytes(bytes) as usize;
+        while let Some((mut body, tag)) =
+            self.reader
+                .read(&mut rest, length, &mut new_body, &mut take)
+        {
+            let opened = self.key.open_in_place_separate_tag(
+                nonce(next(&mut self.counter)),
+                Aad::empty(),
+                Tag::from(tag),
+                body.bytes_mut(),
+                0..,
+            );
+            if opened.is_err() {
+                self.failed = true;
+                return Err(Error::BadMac);
+            }
+            complete.push(body);
         }
         Ok(complete)
     }
@@ -442,6 +373,7 @@ fn take(rest: &mut &[u8], into: &mut [u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::constants::MAX_PACKET_LEN;
     use serde_json::{json, Value};
 
     fn vec_body(len: usize) -> Vec<u8> {

@@ -27,6 +27,8 @@ __all__ = [
     "LegacyTcpListen",
     "SecureTcpConnect",
     "SecureTcpListen",
+    "TcpConnect",
+    "TcpListen",
     "Transport",
     "load_config",
     "parse_config",
@@ -50,43 +52,45 @@ IcmpErrorBurst = Annotated[int, msgspec.Meta(ge=0)]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-class LegacyTcpConnect(
-    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="legacy_tcp_connect"
-):
-    """Dial `host:port` and keep the link up (redialling after a failure) with the PSK `key`."""
+class TcpConnect(msgspec.Struct, frozen=True, kw_only=True):
+    """Dial `host:port` and keep the link up (redialling after a failure) with the PSK `key`.
+    The fields of both kinds of link; a config names the kind by its subclass's `type` tag."""
 
     host: NonEmptyStr
     port: Port
     key: NonEmptyStr
 
 
-class LegacyTcpListen(
-    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="legacy_tcp_listen"
-):
+class TcpListen(msgspec.Struct, frozen=True, kw_only=True):
     """Accept links on TCP `port` (all addresses) from peers holding any one of `keys`."""
 
     port: Port
     keys: Annotated[list[NonEmptyStr], msgspec.Meta(min_length=1)]
 
 
-class SecureTcpConnect(
-    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="secure_tcp_connect"
+class LegacyTcpConnect(
+    TcpConnect, frozen=True, kw_only=True, tag_field="type", tag="legacy_tcp_connect"
 ):
-    """As `LegacyTcpConnect`, with smolmesh's own secure_tcp link (docs/SECURE_TCP.md): for
-    peers that are smolmesh nodes."""
+    """A `TcpConnect` over smolmesh2's legacy_tcp link."""
 
-    host: NonEmptyStr
-    port: Port
-    key: NonEmptyStr
+
+class LegacyTcpListen(
+    TcpListen, frozen=True, kw_only=True, tag_field="type", tag="legacy_tcp_listen"
+):
+    """A `TcpListen` for smolmesh2's legacy_tcp link."""
+
+
+class SecureTcpConnect(
+    TcpConnect, frozen=True, kw_only=True, tag_field="type", tag="secure_tcp_connect"
+):
+    """A `TcpConnect` over smolmesh's own secure_tcp link (docs/SECURE_TCP.md): for peers that
+    are smolmesh nodes."""
 
 
 class SecureTcpListen(
-    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="secure_tcp_listen"
+    TcpListen, frozen=True, kw_only=True, tag_field="type", tag="secure_tcp_listen"
 ):
-    """As `LegacyTcpListen`, with smolmesh's own secure_tcp link (docs/SECURE_TCP.md)."""
-
-    port: Port
-    keys: Annotated[list[NonEmptyStr], msgspec.Meta(min_length=1)]
+    """A `TcpListen` for smolmesh's own secure_tcp link (docs/SECURE_TCP.md)."""
 
 
 Transport = LegacyTcpConnect | LegacyTcpListen | SecureTcpConnect | SecureTcpListen

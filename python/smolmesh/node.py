@@ -30,10 +30,10 @@ from typing import Any
 from smolmesh import _core, tuning
 from smolmesh.config import (
     Config,
-    LegacyTcpConnect,
-    LegacyTcpListen,
     SecureTcpConnect,
     SecureTcpListen,
+    TcpConnect,
+    TcpListen,
     parse_config,
 )
 from smolmesh.errors import LocalError, StartupError
@@ -138,13 +138,13 @@ class Node:
             if self.use_tun:
                 self._open_tun()
             for transport in self.config.transports:
-                if isinstance(transport, (LegacyTcpListen, SecureTcpListen)):
+                if isinstance(transport, TcpListen):
                     kind, psks = _link_kind(transport, transport.keys)
                     make_link = functools.partial(self._new_link, kind, psks, False)
                     server = await listen(transport.port, make_link, self._pending)
                     self._servers.append(server)
             for transport in self.config.transports:
-                if isinstance(transport, (LegacyTcpConnect, SecureTcpConnect)):
+                if isinstance(transport, TcpConnect):
                     kind, psks = _link_kind(transport, [transport.key])
                     task = asyncio.create_task(
                         dial_forever(
@@ -485,8 +485,7 @@ def run_meshnode(config: Config, log_level: str | None = None) -> int:
 
 
 def _link_kind(
-    transport: LegacyTcpListen | LegacyTcpConnect | SecureTcpListen | SecureTcpConnect,
-    keys: list[str],
+    transport: TcpListen | TcpConnect, keys: list[str]
 ) -> tuple[type[TcpLink], list[bytes]]:
     """The link class of a configured transport, and its keys as that class takes them: the
     bytes of each key for legacy_tcp, the scrypt-derived PSK of each for secure_tcp (computed
