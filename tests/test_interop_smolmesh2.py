@@ -546,7 +546,18 @@ def test_diamond_with_smolmesh2_in_the_middle_pings_survive_a_killed_middle_node
         )
         assert recovered, f"no replies within {RECOVERY_TIMEOUT:g} s of the {event}"
         assert gap is not None
-        if ends == "smolmesh":
+        # After a cut, a smolmesh2 middle node may route D back through A: it took the first
+        # copy of one of D's announcements, and A, which floods them, can be first. A's route
+        # over it then leads back (A's log says so) and no path is left but the cut one, until
+        # D's next announcement reaches that middle straight from D (up to 10 s): smolmesh2's
+        # routing, which no smolmesh end can change. Only the recovery is asserted then.
+        looped = False
+        if ends == "smolmesh" and event == "cut":
+            pattern = rf"route to \S+ \({names['d']}\) .*leads back here"
+            looped = any(when >= struck_at - 0.001 for when, _ in log_lines(nodes["a"], pattern))
+        if looped:
+            print("  (a smolmesh2 middle node routed D back through A: recovery only asserted)")
+        elif ends == "smolmesh":
             assert gap < (KILL_GAP_LIMIT if event == "kill" else CUT_GAP_LIMIT), how
         alive = [corner for corner in "abcd" if event == "cut" or corner != victim]
         assert all(nodes[corner].alive for corner in alive), [
