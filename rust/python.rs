@@ -467,6 +467,8 @@ impl PySecureOpener {
         PyList::new(py, opened(py, bodies))
     }
 
+    /// As `Opener.feed_and_triage`; each echo packet opened adds a row `(ECHO_REQUEST_ROW or
+    /// ECHO_REPLY_ROW, 0, b"", None)` after the triaged ones, for the link to act on.
     fn feed_and_triage<'py>(
         &mut self,
         py: Python<'py>,
@@ -475,7 +477,15 @@ impl PySecureOpener {
         mut seen: PyRefMut<'_, PyDuplicateFilter>,
     ) -> PyResult<Bound<'py, PyList>> {
         let bodies = self.0.feed(chunk, |len| BytesBody::new(py, len))?;
-        triage_rows(py, &opened(py, bodies), now_ms, &mut seen.0)
+        let packets = opened(py, bodies);
+        let rows = triage_rows(py, &packets, now_ms, &mut seen.0)?;
+        for packet in &packets {
+            if let Some(kind) = secure::echo_of(packet.as_bytes()) {
+                let row: (u32, u64, &[u8], Option<()>) = (ECHO_ROW + u32::from(kind), 0, b"", None);
+                rows.append(row)?;
+            }
+        }
+        Ok(rows)
     }
 
     #[getter]
@@ -604,6 +614,10 @@ fn triage<'py>(
 }
 
 /// `triage` over packets already in `bytes` objects: one row per packet that survives.
+/// Rows of `SecureOpener.feed_and_triage` for echo packets: `ECHO_ROW` plus the packet's byte, a
+/// value no mesh packet's cmd (a byte) can take.
+const ECHO_ROW: u32 = 0x100;
+
 fn triage_rows<'py>(
     py: Python<'py>,
     packets: &[Bound<'py, PyBytes>],
@@ -645,6 +659,16 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CMD_DATA", CMD_DATA)?;
     m.add("VNET_HDR_LEN", gro::VNET_HDR_LEN)?;
     m.add("SECURE_MESSAGE_LEN", secure::SECURE_MESSAGE_LEN)?;
+    m.add(
+        "ECHO_REQUEST",
+        PyBytes::new(m.py(), &[secure::ECHO_REQUEST]),
+    )?;
+    m.add("ECHO_REPLY", PyBytes::new(m.py(), &[secure::ECHO_REPLY]))?;
+    m.add(
+        "ECHO_REQUEST_ROW",
+        ECHO_ROW + u32::from(secure::ECHO_REQUEST),
+    )?;
+    m.add("ECHO_REPLY_ROW", ECHO_ROW + u32::from(secure::ECHO_REPLY))?;
     m.add_function(wrap_pyfunction!(ernd, m)?)?;
     m.add_function(wrap_pyfunction!(tcp_gro, m)?)?;
     m.add_function(wrap_pyfunction!(speck_round_keys, m)?)?;

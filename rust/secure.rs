@@ -35,6 +35,20 @@ pub const SECURE_TAG_LEN: usize = 16;
 pub const PSK_LEN: usize = 32;
 pub const SECURE_KEY_LEN: usize = 32;
 
+/// Echo packets (docs/SECURE_TCP.md section 4): one byte each, shorter than any mesh packet, so
+/// they are never triaged, routed or flooded. A node answers each request it opens with a reply;
+/// a request left unanswered while the peer's kernel acknowledges it shows a stopped process.
+pub const ECHO_REQUEST: u8 = 0x01;
+pub const ECHO_REPLY: u8 = 0x02;
+
+/// `Some(ECHO_REQUEST)` or `Some(ECHO_REPLY)` for an opened packet that is one, else None.
+pub fn echo_of(packet: &[u8]) -> Option<u8> {
+    match packet {
+        [kind @ (ECHO_REQUEST | ECHO_REPLY)] => Some(*kind),
+        _ => None,
+    }
+}
+
 /// Bytes on the wire of a frame carrying a packet of `packet_len` bytes.
 pub const fn frame_len(packet_len: usize) -> usize {
     LENGTH_LEN + packet_len + SECURE_TAG_LEN
@@ -449,6 +463,29 @@ mod tests {
         }
         assert_eq!(got, packets);
         assert_eq!(opener.frames_opened(), 50);
+    }
+
+    #[test]
+    fn echoes_open_as_one_byte_packets_that_triage_ignores() {
+        let mut sealer = SecureSealer::new(&KEY);
+        let wire = sealer
+            .seal_batch(&[
+                &[ECHO_REQUEST],
+                &[ECHO_REPLY],
+                &[3],
+                b"",
+                &[ECHO_REQUEST, 0],
+            ])
+            .unwrap();
+        let opened = open_in_pieces(&wire, &[]);
+        let kinds: Vec<Option<u8>> = opened.iter().map(|p| echo_of(p)).collect();
+        assert_eq!(
+            kinds,
+            [Some(ECHO_REQUEST), Some(ECHO_REPLY), None, None, None]
+        );
+        let refs: Vec<&[u8]> = opened.iter().map(Vec::as_slice).collect();
+        let mut seen = crate::dedup::DuplicateFilter::new(16, None);
+        assert!(crate::packet::triage(&refs, 0, &mut seen).is_empty());
     }
 
     #[test]

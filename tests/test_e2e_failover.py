@@ -1,6 +1,7 @@
 """Failover in a diamond of real nodes linked by secure_tcp, smolmesh's own link: A links to B
 and C, both link to D. A continuous ping from A to D must come back quickly when the middle node
-carrying it is killed, and when the link to it goes silent (every packet dropped, no FIN or RST).
+carrying it is killed, when the link to it goes silent (every packet dropped, no FIN or RST), and
+when it is stopped while its kernel still acknowledges (SIGSTOP).
 A line of three (legacy_tcp links) must ride out a short cut
 without losing a route; the kernel's view of a silent peer (TCP_INFO) is read through a real cut;
 and the router's rules for both are unit-tested with links that only record what they are sent."""
@@ -31,6 +32,7 @@ from test_e2e_kit import (
 
 KILL_GAP_LIMIT = 2.0  # seconds without replies allowed when the carrying node is SIGKILLed
 CUT_GAP_LIMIT = 2.0  # ... when the link carrying the pings silently drops everything
+STOP_GAP_LIMIT = 2.0  # ... when the carrying node is stopped (SIGSTOP), its kernel acknowledging
 PERIOD_S = 10.5  # a node announces itself every 5-10 s
 # Node names by corner of the diamond. Status sockets are /run/smolmesh/<node name>.sock, one
 # directory for every namespace: the names carry the PID so that concurrent runs never share one.
@@ -59,40 +61,53 @@ def how_route_left(proc: Proc, name: str, since: float) -> str:
     }[found[1]]
 
 
-def test_diamond_pings_survive_a_killed_middle_node_and_a_silently_cut_link(tmp_path) -> None:
-    with Lab(tmp_path) as lab:
-        ns = {name: lab.namespace() for name in "abcd"}
+class DiamondOfNodes:
+    """A links to B and C, both link to D, over secure_tcp; every node runs as its own process."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.ns = {name: lab.namespace() for name in "abcd"}
         # veth k joins A or D (ending in .1) to a middle node (ending in .2).
-        veths = {
-            ("a", "b"): lab.link(ns["a"], ns["b"]),
-            ("a", "c"): lab.link(ns["a"], ns["c"]),
-            ("d", "b"): lab.link(ns["d"], ns["b"]),
-            ("d", "c"): lab.link(ns["d"], ns["c"]),
+        self.veths = {
+            (end, middle): lab.link(self.ns[end], self.ns[middle])
+            for end in "ad"
+            for middle in "bc"
         }
         listen = [tcp_listen(PORT, [KEY], "secure_tcp")]
-        configs = {end: lab.node_config(NAMES[end], listen) for end in "ad"}
+        self.configs = {end: lab.node_config(NAMES[end], listen) for end in "ad"}
         for middle in "bc":
             dials = [
-                tcp_connect(veths[end, middle].ipv4_a, PORT, KEY, "secure_tcp") for end in "ad"
+                tcp_connect(self.veths[end, middle].ipv4_a, PORT, KEY, "secure_tcp") for end in "ad"
             ]
-            configs[middle] = lab.node_config(NAMES[middle], dials)
-        nodes = {}
+            self.configs[middle] = lab.node_config(NAMES[middle], dials)
+        self.nodes: dict[str, Proc] = {}
         for name in "adbc":  # the listeners first, so that nobody waits 5-10 s to redial
-            nodes[name] = start_node(lab, ns[name], configs[name])
-            wait_up(nodes[name])
-        wait_links(nodes["a"], 2)
-        wait_links(nodes["d"], 2)
+            self.nodes[name] = start_node(lab, self.ns[name], self.configs[name])
+            wait_up(self.nodes[name])
+        wait_links(self.nodes["a"], 2)
+        wait_links(self.nodes["d"], 2)
 
-        def carrier() -> str:
-            """The middle node A's route to D goes through, from A's log."""
-            via = route_via(nodes["a"], NAMES["d"])
-            assert via, nodes["a"].log()
-            host = via.rsplit(":", 1)[0]
-            return next(mid for mid in "bc" if veths["a", mid].ipv4_b == host)
+    def carrier(self) -> str:
+        """The middle node A's route to D goes through, from A's log."""
+        via = route_via(self.nodes["a"], NAMES["d"])
+        assert via, self.nodes["a"].log()
+        host = via.rsplit(":", 1)[0]
+        return next(mid for mid in "bc" if self.veths["a", mid].ipv4_b == host)
 
-        wait_route(nodes["a"], NAMES["d"])  # ping gives up at once on an address without a route
-        pings = PingStream(lab, ns["a"], node_address(NAMES["d"]), "ping-a-d", interval=0.1)
+    def ping_a_to_d(self) -> PingStream:
+        """A ping from A to D every 0.1 s, once it answers."""
+        wait_route(self.nodes["a"], NAMES["d"])  # ping gives up at once on an unrouted address
+        pings = PingStream(self.lab, self.ns["a"], node_address(NAMES["d"]), "ping-a-d", 0.1)
         assert pings.wait_replies(20, timeout=20), pings.proc.log()
+        return pings
+
+
+def test_diamond_pings_survive_a_killed_middle_node_and_a_silently_cut_link(tmp_path) -> None:
+    with Lab(tmp_path) as lab:
+        diamond = DiamondOfNodes(lab)
+        ns, veths, nodes, configs = diamond.ns, diamond.veths, diamond.nodes, diamond.configs
+        carrier = diamond.carrier
+        pings = diamond.ping_a_to_d()
 
         # 1. SIGKILL the middle node that carries the pings: its sockets close with it.
         victim = carrier()
@@ -143,6 +158,37 @@ def test_diamond_pings_survive_a_killed_middle_node_and_a_silently_cut_link(tmp_
         assert kill_gap is not None and kill_gap < KILL_GAP_LIMIT
         assert cut_gap is not None and cut_gap < CUT_GAP_LIMIT
         assert all(nodes[name].alive for name in "ad")
+
+
+def test_diamond_pings_survive_a_stopped_middle_node(tmp_path) -> None:
+    """The middle node carrying the pings is stopped (SIGSTOP): its kernel goes on acknowledging,
+    so TCP shows nothing wrong, and the routes through it would stay until D's next announcement
+    came over the other middle node first (up to 10 s). A and D, sending to it, ask it for an echo
+    (docs/SECURE_TCP.md section 4), get none, and route around it within about a second."""
+    with Lab(tmp_path) as lab:
+        diamond = DiamondOfNodes(lab)
+        pings = diamond.ping_a_to_d()
+        victim = diamond.carrier()
+        stopped_at = time.time()
+        diamond.nodes[victim].signal(signal.SIGSTOP)
+        try:
+            assert pings.wait_replies(10, timeout=15), "no replies after the stop"
+            gap = pings.gap_around(stopped_at)
+            assert diamond.carrier() != victim, diamond.nodes["a"].log()
+            how = how_route_left(diamond.nodes["a"], NAMES["d"], stopped_at)
+            silent = [
+                when
+                for when, _ in log_lines(diamond.nodes["a"], r"answered no echo .*: silent")
+                if when >= stopped_at
+            ]
+        finally:
+            diamond.nodes[victim].signal(signal.SIGCONT)
+        pings.stop()
+        assert gap is not None
+        print(f"\ndiamond: SIGSTOP of {victim}: ping gap {gap:.2f} s (A's route to D {how})")
+        assert silent, diamond.nodes["a"].log()
+        assert gap < STOP_GAP_LIMIT
+        assert all(diamond.nodes[name].alive for name in "abcd")
 
 
 def test_a_line_rides_out_a_short_cut_without_losing_its_routes(tmp_path) -> None:

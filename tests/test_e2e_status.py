@@ -88,7 +88,7 @@ def test_status_shows_links_and_routes_and_goes_away_with_the_node(tmp_path) -> 
 
         def silent_link() -> str | None:
             shown = status(left)
-            return shown.stdout if "(silent: acknowledges nothing)" in shown.stdout else None
+            return shown.stdout if "(silent: the peer answers nothing)" in shown.stdout else None
 
         text_silent = wait_until(silent_link, timeout=2.5, interval=0.1)
         pings.stop()

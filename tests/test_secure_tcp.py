@@ -8,6 +8,7 @@ derivation, which lives in Python."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import socket
@@ -273,3 +274,136 @@ def test_status_names_each_links_kind(kind: str) -> None:
             await a.stop()
 
     asyncio.run(scenario())
+
+
+# --- Echo (docs/SECURE_TCP.md section 4): a peer whose process stops while its kernel answers ---
+
+PEER_NAME = b"scripted-echo-peer"
+SILENT_WITHIN_S = 2.0  # echo finds a stopped peer in about 1 s: 0.25 quiet, 0.5 unanswered, looks
+
+
+class ScriptedPeer:
+    """A secure_tcp connector written out by hand: it announces PEER_NAME, answers echo requests
+    (if `answers_echoes`), and can stop: it then reads and sends nothing while its kernel goes on
+    acknowledging, as a node stopped by SIGSTOP or hung in a loop does."""
+
+    def __init__(self, answers_echoes: bool) -> None:
+        self.answers_echoes = answers_echoes
+        self.echo_requests = 0
+
+    async def connect(self, port: int) -> None:
+        self.reader, self.writer = await raw_connection(port)
+        initiator = _core.SecureInitiator(secure_psk(KEY))
+        self.writer.write(initiator.message())
+        keys = initiator.finish(await asyncio.wait_for(self.reader.readexactly(48), 5))
+        assert keys is not None
+        self.sealer, self.opener = keys
+        now_ms = time.time_ns() // 1_000_000
+        announcement = _core.make_packet(now_ms, _core.CMD_NAME, PEER_NAME)
+        self.writer.write(self.sealer.seal(b"") + self.sealer.seal(announcement))
+        self.task = asyncio.create_task(self._serve())
+
+    async def _serve(self) -> None:
+        while data := await self.reader.read(65536):
+            for packet in self.opener.feed(data):
+                if packet == _core.ECHO_REQUEST:
+                    self.echo_requests += 1
+                    if self.answers_echoes:
+                        self.writer.write(self.sealer.seal(_core.ECHO_REPLY))
+
+    def stop(self) -> None:
+        self.writer.transport.pause_reading()
+
+    def resume(self) -> None:
+        self.writer.transport.resume_reading()
+
+    async def close(self) -> None:
+        self.task.cancel()
+        self.writer.close()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await self.task
+
+
+async def send_for(node: Node, seconds: float) -> None:
+    """Send the peer a packet every 50 ms for `seconds` (only a link that sends looks for
+    silence)."""
+    packet = ipv6_packet(node.address, ipaddress.IPv6Address(_core.name_to_ipv6(PEER_NAME)))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        node.send(packet)
+        await asyncio.sleep(0.05)
+
+
+async def silent_after(node: Node, timeout: float) -> float | None:
+    """Seconds until the node's one link is silent, sending to its peer meanwhile; None if not."""
+    started = time.monotonic()
+    sending = asyncio.create_task(send_for(node, timeout))
+    try:
+        while time.monotonic() - started < timeout:
+            if node.links[0].silent:
+                return time.monotonic() - started
+            await asyncio.sleep(0.02)
+        return None
+    finally:
+        sending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sending
+
+
+def test_a_peer_that_stops_while_its_kernel_acknowledges_is_found_silent_by_echo(caplog) -> None:
+    """The node asks the peer for an echo as the link comes up; the peer answers. While the node
+    then sends one way and the peer, alive, sends nothing but echo replies, the link stays up and
+    speaking. Once the peer's process stops (its kernel still acknowledging everything), the
+    link is silent within SILENT_WITHIN_S, and answers again once the peer runs again."""
+
+    async def scenario() -> float | None:
+        port = free_port()
+        node = Node(config("echo-asker", [listen(port, [KEY])]))
+        await node.start()
+        peer = ScriptedPeer(answers_echoes=True)
+        try:
+            await peer.connect(port)
+            peer_address = ipaddress.IPv6Address(_core.name_to_ipv6(PEER_NAME))
+            await wait_for(lambda: peer_address in node.routes, 5)
+            assert await silent_after(node, 1.5) is None  # a live peer that only answers echoes
+            assert peer.echo_requests >= 2  # the one at link up, and at least one while quiet
+            peer.stop()
+            found = await silent_after(node, 4.0)
+            peer.resume()
+            await send_for(node, 0.5)
+            await wait_for(lambda: not node.links[0].silent, 2)
+            assert peer_address in node.routes  # no other path: the route stayed
+            return found
+        finally:
+            await peer.close()
+            await node.stop()
+
+    with caplog.at_level("INFO", logger="smolmesh"):
+        found = asyncio.run(scenario())
+    print(f"\nstopped peer found silent by echo after {found} s")
+    assert found is not None and found <= SILENT_WITHIN_S, caplog.text
+    assert "answered no echo for" in caplog.text
+    assert "answers again" in caplog.text
+
+
+def test_a_peer_that_never_answered_an_echo_is_not_judged_by_echo() -> None:
+    """A secure_tcp peer that predates echo ignores the requests (they are shorter than a mesh
+    packet). Sending to it while it says nothing must not make its link silent."""
+
+    async def scenario() -> tuple[float | None, int]:
+        port = free_port()
+        node = Node(config("echo-asker", [listen(port, [KEY])]))
+        await node.start()
+        peer = ScriptedPeer(answers_echoes=False)
+        try:
+            await peer.connect(port)
+            peer_address = ipaddress.IPv6Address(_core.name_to_ipv6(PEER_NAME))
+            await wait_for(lambda: peer_address in node.routes, 5)
+            return await silent_after(node, 2.5), peer.echo_requests
+        finally:
+            await peer.close()
+            await node.stop()
+
+    found, asked = asyncio.run(scenario())
+    assert found is None
+    assert asked >= 1  # it was asked, and did not answer

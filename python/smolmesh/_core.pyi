@@ -13,6 +13,10 @@ __all__ = [
     "CMD_IPV6",
     "CMD_NAME",
     "DUPLICATE_FILTER_CAPACITY",
+    "ECHO_REPLY",
+    "ECHO_REPLY_ROW",
+    "ECHO_REQUEST",
+    "ECHO_REQUEST_ROW",
     "HEADER_LEN",
     "HELLO_LEN",
     "IV_LEN",
@@ -62,6 +66,10 @@ CMD_DATA: int  # 3
 VNET_HDR_LEN: int  # 10: the struct virtio_net_hdr before each packet of a TUN write (IFF_VNET_HDR)
 
 SECURE_MESSAGE_LEN: int  # 48: each secure_tcp handshake message (e 32 || tag 16)
+ECHO_REQUEST: bytes  # b"\x01": a secure_tcp echo request (docs/SECURE_TCP.md section 4)
+ECHO_REPLY: bytes  # b"\x02": its answer
+ECHO_REQUEST_ROW: int  # 0x101: SecureOpener.feed_and_triage's row cmd for an echo request opened
+ECHO_REPLY_ROW: int  # 0x102: ... and for an echo reply (no mesh cmd is above 0xFF)
 
 # --- Speck128/128 and multispeck (PROTOCOL.md section 1) ---
 def ernd(x: int, y: int, k: int) -> tuple[int, int]: ...
@@ -181,7 +189,8 @@ class SecureOpener:
     def feed_and_triage(
         self, chunk: bytes, now_ms: int, seen: DuplicateFilter
     ) -> list[tuple[int, int, bytes, bytes | None]]:
-        """`triage(self.feed(chunk), now_ms, seen)` in one call (one crossing into Rust)."""
+        """`triage(self.feed(chunk), now_ms, seen)` in one call (one crossing into Rust), then a
+        row `(ECHO_REQUEST_ROW or ECHO_REPLY_ROW, 0, b"", None)` for each echo packet opened."""
 
     @property
     def buffered(self) -> int:

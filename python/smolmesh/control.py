@@ -195,7 +195,7 @@ def format_status(status: dict[str, Any]) -> str:
             f"  dropped {link['packets_dropped']}"
             + _tcp_stats(link)
             + ("  (returns our announcements)" if link.get("returns_announcements") else "")
-            + ("  (silent: acknowledges nothing)" if link.get("silent") else "")
+            + ("  (silent: the peer answers nothing)" if link.get("silent") else "")
         )
     lines.append(f"  routes ({len(status['routes'])}):")
     for route in status["routes"]:
@@ -249,7 +249,8 @@ _LINK_METRICS: list[tuple[str, str, str, Callable[[dict[str, Any]], float | None
     (
         "link_silent",
         "gauge",
-        "1 while the peer acknowledges nothing and the link's routes avoid it.",
+        "1 while the peer answers nothing (no acknowledgement, or no echo) and the link's routes"
+        " avoid it.",
         lambda link: int(bool(link.get("silent"))),
     ),
     (

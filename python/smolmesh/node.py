@@ -67,7 +67,8 @@ class LinkInfo:
     # every announcement: a backup path over this link is no proof of a second way.
     returns_announcements: bool = False
     # The peer has stopped acknowledging (two retransmission timeouts and half a second without an
-    # acknowledgement): the link's routes have moved to other paths where there are any.
+    # acknowledgement), or on secure_tcp its process has answered no echo for half a second: the
+    # link's routes have moved to other paths where there are any.
     silent: bool = False
     # The kernel's smoothed round trip to the peer, and the TCP segments it has sent again over the
     # link (lost on the way, or taken for lost); None where the kernel does not tell (not Linux).
@@ -291,13 +292,13 @@ class Node:
         link.send_packets(self._own_announcements(remember=True), control=True)
         self._link_changed()
 
-    def _link_silence(self, link: TcpLink, silent_for: float | None) -> None:
-        """A link's peer stopped acknowledging (`silent_for` seconds), or (None) answers again:
-        the router moves the link's routes (Router.link_silent). A link that falls silent also
-        makes the node announce itself soon, as a link that goes down does, so that nodes whose
-        routes to it crossed that link learn the paths that are left."""
+    def _link_silence(self, link: TcpLink, silent_for: float | None, cause: str) -> None:
+        """A link's peer fell silent (`silent_for` seconds; `cause`: how it shows), or (None)
+        answers again: the router moves the link's routes (Router.link_silent). A link that falls
+        silent also makes the node announce itself soon, as a link that goes down does, so that
+        nodes whose routes to it crossed that link learn the paths that are left."""
         was_silent = link.silent
-        self.router.link_silent(link, silent_for)
+        self.router.link_silent(link, silent_for, cause)
         if link.silent and not was_silent:
             self._link_changed()
 

@@ -22,14 +22,16 @@ of this node's own announcements back is marked `returns_announcements`, for the
 
 A link whose peer stops acknowledging (a cut cable, a host gone without a FIN) is not closed by the
 kernel for seconds. The node marks it *silent* as soon as the kernel shows it (`link_silent`, about
-0.8 s on a LAN; see links/tcp.py, silence_of): its routes move to their freshest backup paths
-at once, no announcement over it takes a route while it stays silent, and one heard over another
-link takes a route back from it. The node also announces itself again, so that nodes whose routes to
-it crossed the link learn the paths that are left. A route with no other path stays where it is: its
-packets wait in the link's buffers, and a hiccup shorter than the kernel's timeout costs only their
-delay. (Sending them back to the peer they came from would make a smolmesh peer drop its route, as
-above, and in a line of nodes, with no other path anywhere, a one-second hiccup would then cost the
-upstream nodes their routes until the next announcement.)
+0.8 s on a LAN; see links/tcp.py, silence_of), and a secure_tcp link also when its peer's kernel
+acknowledges but its process answers no echo (a stopped or hung node, about 1 s). A silent link's
+routes move to their freshest backup paths at once, no announcement over it takes a route while
+it stays silent, and one heard over another link takes a route back from it. The node also
+announces itself again, so that nodes whose routes to it crossed the link learn the paths that are
+left. A route with no other path stays where it is: its packets wait in the link's buffers, and a
+hiccup shorter than the kernel's timeout costs only their delay. (Sending them back to the peer they
+came from would make a smolmesh peer drop its route, as above, and in a line of nodes, with no other
+path anywhere, a one-second hiccup would then cost the upstream nodes their routes until the next
+announcement.)
 
 Data packets (cmd 3) go to the local sink when addressed to this node, else over the route's link.
 The hot path is `on_triaged`: one call per batch of packets from a link (opened and triaged by the
@@ -69,12 +71,14 @@ class Link(Protocol):
     # Set by the router once the peer sent one of this node's own announcements back over this
     # link, as a smolmesh2 node does with every announcement: its copies prove no second path.
     returns_announcements: bool
-    # Set by the router while the peer acknowledges nothing we send (see `link_silent`).
+    # Set by the router while the peer acknowledges nothing we send, or its process answers no
+    # echo (see `link_silent`).
     silent: bool
 
     def send_packets(self, packets: list[bytes], *, control: bool = False) -> None: ...
     def send_data(self, ip_packets: list[bytes], timestamp_ms: int, skip: int = 0) -> None: ...
     def close(self, reason: str) -> None: ...
+    def heard_echo(self, row: int) -> None: ...
 
 
 @lru_cache(maxsize=4096)
@@ -146,11 +150,13 @@ class Router:
                 continue
             self._fall_back(address, route, f"link {link.label} went down")
 
-    def link_silent(self, link: Link, silent_for: float | None) -> None:
-        """The peer of `link` has acknowledged nothing for `silent_for` seconds, or (None)
-        acknowledges again. A silent link gives up its routes to backup paths heard over links
-        that answer; a link that answers again wins routes back by the usual rule, when its copy
-        of an announcement arrives first."""
+    def link_silent(
+        self, link: Link, silent_for: float | None, cause: str = "acknowledged nothing"
+    ) -> None:
+        """The peer of `link` has been silent for `silent_for` seconds (`cause`: what it did not
+        do, for the log), or (None) answers again. A silent link gives up its routes to backup
+        paths heard over links that answer; a link that answers again wins routes back by the
+        usual rule, when its copy of an announcement arrives first."""
         if silent_for is None:
             if link.silent:
                 link.silent = False
@@ -159,7 +165,7 @@ class Router:
         if link.silent:
             return
         link.silent = True
-        why = f"link {link.label} acknowledged nothing for {silent_for:.1f} s"
+        why = f"link {link.label} {cause} for {silent_for:.1f} s"
         kept = 0
         for address, route in list(self.routes.items()):
             if route.link is link and self._fall_back(address, route, why) is link:
@@ -193,6 +199,8 @@ class Router:
                         outgoing[link] = [packet]
                     else:
                         batch.append(packet)
+            elif cmd > 0xFF:  # an echo packet of the link itself (secure_tcp), not a mesh packet
+                source.heard_echo(cmd)
             elif packet is None:  # an announcement seen before: a backup path, nothing to send
                 self._learn(source, cmd, timestamp, key, None)
             elif self._learn(source, cmd, timestamp, key, packet):

@@ -29,6 +29,12 @@ TCP_USER_TIMEOUT_MS = 3000
 SILENT_AFTER_TIMEOUTS = 2
 SILENT_AFTER_S = 0.5
 SILENCE_CHECK_PERIOD_S = 0.1
+# A peer whose kernel acknowledges but whose process sends nothing (stopped, hung) is found by
+# echo on links that have it (secure_tcp): a link that sends while the peer has been quiet for
+# ECHO_AFTER_S asks for an echo; no byte from the peer for ECHO_TIMEOUT_S after the request
+# reached its kernel makes the link silent. See links/tcp.py, _unanswered_echo.
+ECHO_AFTER_S = 0.25
+ECHO_TIMEOUT_S = 0.5
 # Per-link send buffer: above the high mark data packets are dropped (announcements still go);
 # a link that stays above it for STALL_TIMEOUT_S is a stalled peer and is closed.
 SEND_BUFFER_HIGH = 2 * 1024 * 1024

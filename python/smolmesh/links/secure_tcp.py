@@ -47,6 +47,7 @@ class SecureTcpLink(TcpLink):
     """One secure_tcp connection; `psks` are `secure_psk`s of the config's keys."""
 
     transport_type = "secure_tcp"
+    echoes = True
 
     def _begin_handshake(self, stream: asyncio.Transport) -> None:
         self._message = b""

@@ -21,6 +21,14 @@ a link that has sent something looks at the kernel's view of the connection (TCP
 SILENCE_CHECK_PERIOD_S until all it sent is acknowledged, and tells `on_silence` when the peer has
 stopped acknowledging (see `silence_of`) and when it answers again, so that the node can route
 around the link meanwhile. An idle link costs no wake-up.
+
+A peer whose kernel acknowledges but whose process is stopped or hung (SIGSTOP, a wedged event
+loop) shows nothing of that in TCP_INFO. A link that can echo (secure_tcp, docs/SECURE_TCP.md
+section 4) asks such a peer: when it has sent something and heard nothing back for ECHO_AFTER_S,
+it sends an echo request, and once the peer's kernel has acknowledged the request (or shut its
+window), ECHO_TIMEOUT_S more without a byte from the peer make the link silent as above. Only a
+peer that has answered an echo (each link asks once when it comes up) is judged this way, so a
+peer that predates echo is never taken for a stopped one.
 """
 
 from __future__ import annotations
@@ -72,6 +80,7 @@ _LINUX = sys.platform.startswith("linux") and hasattr(socket, "TCP_INFO")
 _TCP_INFO = struct.Struct("=8B24I")
 _TCPI_RETRANSMITS, _TCPI_BACKOFF = 2, 4  # timeouts since the peer last acknowledged new data
 _TCPI_UNACKED = 12  # segments sent and not yet acknowledged
+_TCPI_LAST_DATA_RECV = 19  # milliseconds since the peer last sent data (not a bare ACK)
 _TCPI_LAST_ACK_RECV = 20  # milliseconds since the last acknowledgement
 _TCPI_RTT = 23  # the smoothed round trip, microseconds
 _TCPI_TOTAL_RETRANS = 31  # segments sent again over the connection's life
@@ -130,6 +139,7 @@ class TcpLink(asyncio.Protocol):
     write `_begin_handshake` and `_handshake`, which end in `_up`."""
 
     transport_type = ""  # the config's name of the kind of link, e.g. "legacy_tcp"
+    echoes = False  # whether the link's frames carry echo packets (secure_tcp)
 
     def __init__(
         self, router: Router, psks: list[bytes], *, outgoing: bool, label: str = ""
@@ -152,10 +162,13 @@ class TcpLink(asyncio.Protocol):
         self.congested_since: float | None = None
         self.returns_announcements = False  # set by the router (see router.Link)
         self.silent = False  # set by the router (see router.Link)
-        # Told the seconds the peer has acknowledged nothing, once it looks gone, and None once
-        # it answers again (see `_look_for_silence`).
-        self.on_silence: Callable[[TcpLink, float | None], None] | None = None
+        # Told the seconds the peer has been silent, once it looks gone, with what shows it, and
+        # None once it answers again (see `_look_for_silence`).
+        self.on_silence: Callable[[TcpLink, float | None, str], None] | None = None
         self._silence_look: asyncio.TimerHandle | None = None
+        self.echo_answered = False  # the peer has answered an echo request: it is judged by them
+        self._echo_asked: float | None = None  # when the unanswered echo request went out
+        self._echo_delivered: float | None = None  # when nothing of ours was in flight after it
         self._sealer: Sealer | None = None
         self._opener: Opener | None = None
         self._close_reason: str | None = None
@@ -233,12 +246,48 @@ class TcpLink(asyncio.Protocol):
         info = tcp_info(self.transport.get_extra_info("socket"))
         if info is None:
             return
-        silent_for = silence_of(info)
+        silent_for, cause = silence_of(info), "acknowledged nothing"
+        if silent_for is None and self.echoes:
+            silent_for, cause = self._unanswered_echo(info), "answered no echo"
         if silent_for is not None or self.silent:
-            self.on_silence(self, silent_for)
+            self.on_silence(self, silent_for, cause)
         waiting = info[_TCPI_UNACKED] or info[_TCPI_BACKOFF] or info[_TCPI_RETRANSMITS]
-        if waiting or self.silent or self.transport.get_write_buffer_size():
+        asking = self._echo_asked is not None
+        if waiting or asking or self.silent or self.transport.get_write_buffer_size():
             self._watch()
+
+    def _unanswered_echo(self, info: tuple[int, ...]) -> float | None:
+        """Seconds the peer has sent nothing, once an echo request has gone unanswered for
+        ECHO_TIMEOUT_S after it reached the peer's kernel; else None. Asks when the peer has been
+        quiet for ECHO_AFTER_S (this runs only while we send, see `_look_for_silence`)."""
+        quiet_s = info[_TCPI_LAST_DATA_RECV] / 1000
+        if quiet_s < tuning.ECHO_AFTER_S:  # the peer's process spoke lately: it runs
+            self._echo_asked = self._echo_delivered = None
+            return None
+        now = time.monotonic()
+        if self._echo_asked is None:
+            self._echo_asked = now
+            self.send_packets([_core.ECHO_REQUEST], control=True)
+            return None
+        if self._echo_delivered is None and not info[_TCPI_UNACKED]:
+            # Nothing of ours in flight: the request is in the peer's kernel, or the peer's
+            # window is shut because its process reads nothing. Either way its turn to speak.
+            self._echo_delivered = now
+        if (
+            not self.echo_answered
+            or self._echo_delivered is None
+            or now - self._echo_delivered < tuning.ECHO_TIMEOUT_S
+        ):
+            return None
+        return quiet_s
+
+    def heard_echo(self, row: int) -> None:
+        """The peer sent an echo packet (a row of `SecureOpener.feed_and_triage`, handed on by
+        the router): answer a request; a reply shows that the peer answers them."""
+        if row == _core.ECHO_REQUEST_ROW:
+            self.send_packets([_core.ECHO_REPLY], control=True)
+        else:
+            self.echo_answered = True
 
     def _watch(self) -> None:
         """Look for silence SILENCE_CHECK_PERIOD_S from now, unless a look is already due."""
@@ -291,6 +340,9 @@ class TcpLink(asyncio.Protocol):
         self.router.link_up(self)
         if self.on_up is not None:
             self.on_up(self)
+        if self.echoes:  # one echo at once, to learn whether the peer answers them
+            self._echo_asked = time.monotonic()
+            self.send_packets([_core.ECHO_REQUEST], control=True)
 
     # --- Sending ---
     def send_packets(self, packets: list[bytes], *, control: bool = False) -> None:
