@@ -14,6 +14,7 @@ import json
 import socket
 import struct
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -279,6 +280,7 @@ def test_status_names_each_links_kind(kind: str) -> None:
 # --- Echo (docs/SECURE_TCP.md section 4): a peer whose process stops while its kernel answers ---
 
 PEER_NAME = b"scripted-echo-peer"
+PEER_ADDRESS = ipaddress.IPv6Address(_core.name_to_ipv6(PEER_NAME))
 SILENT_WITHIN_S = 2.0  # echo finds a stopped peer in about 1 s: 0.25 quiet, 0.5 unanswered, looks
 
 
@@ -327,7 +329,7 @@ class ScriptedPeer:
 async def send_for(node: Node, seconds: float) -> None:
     """Send the peer a packet every 50 ms for `seconds` (only a link that sends looks for
     silence)."""
-    packet = ipv6_packet(node.address, ipaddress.IPv6Address(_core.name_to_ipv6(PEER_NAME)))
+    packet = ipv6_packet(node.address, PEER_ADDRESS)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         node.send(packet)
@@ -350,6 +352,22 @@ async def silent_after(node: Node, timeout: float) -> float | None:
             await sending
 
 
+@contextlib.asynccontextmanager
+async def node_with_scripted_peer(answers_echoes: bool) -> AsyncIterator[tuple[Node, ScriptedPeer]]:
+    """A listening node and a `ScriptedPeer` linked to it, once the node routes to the peer."""
+    port = free_port()
+    node = Node(config("echo-asker", [listen(port, [KEY])]))
+    await node.start()
+    peer = ScriptedPeer(answers_echoes)
+    try:
+        await peer.connect(port)
+        await wait_for(lambda: PEER_ADDRESS in node.routes, 5)
+        yield node, peer
+    finally:
+        await peer.close()
+        await node.stop()
+
+
 def test_a_peer_that_stops_while_its_kernel_acknowledges_is_found_silent_by_echo(caplog) -> None:
     """The node asks the peer for an echo as the link comes up; the peer answers. While the node
     then sends one way and the peer, alive, sends nothing but echo replies, the link stays up and
@@ -357,14 +375,7 @@ def test_a_peer_that_stops_while_its_kernel_acknowledges_is_found_silent_by_echo
     link is silent within SILENT_WITHIN_S, and answers again once the peer runs again."""
 
     async def scenario() -> float | None:
-        port = free_port()
-        node = Node(config("echo-asker", [listen(port, [KEY])]))
-        await node.start()
-        peer = ScriptedPeer(answers_echoes=True)
-        try:
-            await peer.connect(port)
-            peer_address = ipaddress.IPv6Address(_core.name_to_ipv6(PEER_NAME))
-            await wait_for(lambda: peer_address in node.routes, 5)
+        async with node_with_scripted_peer(answers_echoes=True) as (node, peer):
             assert await silent_after(node, 1.5) is None  # a live peer that only answers echoes
             assert peer.echo_requests >= 2  # the one at link up, and at least one while quiet
             peer.stop()
@@ -372,11 +383,8 @@ def test_a_peer_that_stops_while_its_kernel_acknowledges_is_found_silent_by_echo
             peer.resume()
             await send_for(node, 0.5)
             await wait_for(lambda: not node.links[0].silent, 2)
-            assert peer_address in node.routes  # no other path: the route stayed
+            assert PEER_ADDRESS in node.routes  # no other path: the route stayed
             return found
-        finally:
-            await peer.close()
-            await node.stop()
 
     with caplog.at_level("INFO", logger="smolmesh"):
         found = asyncio.run(scenario())
@@ -391,18 +399,8 @@ def test_a_peer_that_never_answered_an_echo_is_not_judged_by_echo() -> None:
     packet). Sending to it while it says nothing must not make its link silent."""
 
     async def scenario() -> tuple[float | None, int]:
-        port = free_port()
-        node = Node(config("echo-asker", [listen(port, [KEY])]))
-        await node.start()
-        peer = ScriptedPeer(answers_echoes=False)
-        try:
-            await peer.connect(port)
-            peer_address = ipaddress.IPv6Address(_core.name_to_ipv6(PEER_NAME))
-            await wait_for(lambda: peer_address in node.routes, 5)
+        async with node_with_scripted_peer(answers_echoes=False) as (node, peer):
             return await silent_after(node, 2.5), peer.echo_requests
-        finally:
-            await peer.close()
-            await node.stop()
 
     found, asked = asyncio.run(scenario())
     assert found is None
