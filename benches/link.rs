@@ -1,7 +1,7 @@
 //! A link's per-packet work: seal a batch of packets into frames, then open the stream again.
 //! Throughput is in packets (elements) per second.
 
-use _core::link::{Opener, Sealer};
+use _core::link::{FrameSealer, Opener, Sealer};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 

@@ -2,7 +2,7 @@
 //! (`seal_data_batch`), and open the same batch (`feed`). Throughput is in bytes of IP packet,
 //! so the README can quote GB/s and the ratio of the two codecs.
 
-use _core::link::{Opener, Sealer};
+use _core::link::{FrameSealer, Opener, Sealer};
 use _core::secure::{SecureOpener, SecureSealer};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;

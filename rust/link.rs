@@ -69,6 +69,50 @@ pub(crate) fn framed_len(
         })
 }
 
+/// What the sealers of both kinds of link share (legacy_tcp's `Sealer`, secure_tcp's
+/// `SecureSealer`): each seals into a buffer its caller sized with `sealed_len`, which cannot fail
+/// halfway and leave the direction's keystream or frame counter out of step, and the conveniences
+/// that size the buffer themselves come with the trait.
+pub trait FrameSealer {
+    /// Bytes after each frame's packet: legacy_tcp's MAC or secure_tcp's tag.
+    const TAIL: usize;
+
+    /// Seals `packets` into `out`, which must be exactly `sealed_len` bytes and may start
+    /// uninitialised.
+    fn seal_batch_into(&mut self, packets: &[&[u8]], out: &mut [u8]);
+
+    /// Wraps each IP packet as `timestamp_ms || 3 || ip_packet` and seals them into `out`, which
+    /// must be exactly `sealed_len(ip lengths, HEADER_LEN)` bytes.
+    fn seal_data_batch_into(&mut self, ip_packets: &[&[u8]], timestamp_ms: u64, out: &mut [u8]);
+
+    /// Wire bytes of `packets` sealed, or `PacketTooLong` for the first that cannot be.
+    /// `extra` is added to each packet's length (the data header of `seal_data_batch_into`).
+    fn sealed_len(packet_lens: impl Iterator<Item = usize>, extra: usize) -> Result<usize, Error> {
+        framed_len(packet_lens, extra, Self::TAIL)
+    }
+
+    fn seal(&mut self, packet: &[u8]) -> Result<Vec<u8>, Error> {
+        self.seal_batch(&[packet])
+    }
+
+    fn seal_batch(&mut self, packets: &[&[u8]]) -> Result<Vec<u8>, Error> {
+        let mut out = vec![0u8; Self::sealed_len(packets.iter().map(|p| p.len()), 0)?];
+        self.seal_batch_into(packets, &mut out);
+        Ok(out)
+    }
+
+    fn seal_data_batch(
+        &mut self,
+        ip_packets: &[&[u8]],
+        timestamp_ms: u64,
+    ) -> Result<Vec<u8>, Error> {
+        let lens = ip_packets.iter().map(|p| p.len());
+        let mut out = vec![0u8; Self::sealed_len(lens, crate::constants::HEADER_LEN)?];
+        self.seal_data_batch_into(ip_packets, timestamp_ms, &mut out);
+        Ok(out)
+    }
+}
+
 /// Seals mesh packets into frames for the direction whose IV we chose.
 #[derive(Clone)]
 pub struct Sealer {
@@ -85,30 +129,26 @@ impl Sealer {
         }
     }
 
-    /// Wire bytes of `packets` sealed, or `PacketTooLong` for the first that cannot be.
-    /// `extra` is added to each packet's length (the data header of `seal_data_batch_into`).
-    pub fn sealed_len(
-        packet_lens: impl Iterator<Item = usize>,
-        extra: usize,
-    ) -> Result<usize, Error> {
-        framed_len(packet_lens, extra, MAC_LEN)
+    /// `out` holds plaintext frames with room for their MACs: fill in the MACs, then encrypt.
+    fn finish(&mut self, out: &mut [u8]) {
+        let bodies = frame_bodies(out, out.len()).0;
+        let macs = self
+            .mac
+            .mac_many(&bodies.iter().map(|r| &out[r.clone()]).collect::<Vec<_>>());
+        for (body, mac) in bodies.iter().zip(macs) {
+            out[body.end..body.end + MAC_LEN].copy_from_slice(&mac);
+        }
+        self.keystream.apply(out);
     }
+}
 
-    pub fn seal(&mut self, packet: &[u8]) -> Result<Vec<u8>, Error> {
-        self.seal_batch(&[packet])
-    }
+impl FrameSealer for Sealer {
+    const TAIL: usize = MAC_LEN;
 
-    pub fn seal_batch(&mut self, packets: &[&[u8]]) -> Result<Vec<u8>, Error> {
-        let mut out = vec![0u8; Self::sealed_len(packets.iter().map(|p| p.len()), 0)?];
-        self.seal_batch_into(packets, &mut out);
-        Ok(out)
-    }
-
-    /// Seals `packets` into `out`, which must be exactly `sealed_len` bytes: the caller has
-    /// checked the lengths, so nothing here can fail and desynchronise the keystream. The MACs
-    /// are computed from the packets where they lie, and each byte is encrypted on its way into
-    /// `out`, so `out` is written once and never read: it may start uninitialised.
-    pub fn seal_batch_into(&mut self, packets: &[&[u8]], out: &mut [u8]) {
+    /// The caller has checked the lengths, so nothing here can fail and desynchronise the
+    /// keystream. The MACs are computed from the packets where they lie, and each byte is
+    /// encrypted on its way into `out`, so `out` is written once and never read.
+    fn seal_batch_into(&mut self, packets: &[&[u8]], out: &mut [u8]) {
         let macs = self.mac.mac_many(packets);
         let mut at = 0;
         for (packet, mac) in packets.iter().zip(&macs) {
@@ -123,14 +163,7 @@ impl Sealer {
         }
     }
 
-    /// Wraps each IP packet as `timestamp_ms || 3 || ip_packet` and seals them into `out`, which
-    /// must be exactly `sealed_len(ip lengths, HEADER_LEN)` bytes.
-    pub fn seal_data_batch_into(
-        &mut self,
-        ip_packets: &[&[u8]],
-        timestamp_ms: u64,
-        out: &mut [u8],
-    ) {
+    fn seal_data_batch_into(&mut self, ip_packets: &[&[u8]], timestamp_ms: u64, out: &mut [u8]) {
         use crate::constants::{CMD_DATA, HEADER_LEN};
         let mut at = 0;
         for ip in ip_packets {
@@ -142,29 +175,6 @@ impl Sealer {
             at += frame_len(len);
         }
         self.finish(out);
-    }
-
-    pub fn seal_data_batch(
-        &mut self,
-        ip_packets: &[&[u8]],
-        timestamp_ms: u64,
-    ) -> Result<Vec<u8>, Error> {
-        let lens = ip_packets.iter().map(|p| p.len());
-        let mut out = vec![0u8; Self::sealed_len(lens, crate::constants::HEADER_LEN)?];
-        self.seal_data_batch_into(ip_packets, timestamp_ms, &mut out);
-        Ok(out)
-    }
-
-    /// `out` holds plaintext frames with room for their MACs: fill in the MACs, then encrypt.
-    fn finish(&mut self, out: &mut [u8]) {
-        let bodies = frame_bodies(out, out.len()).0;
-        let macs = self
-            .mac
-            .mac_many(&bodies.iter().map(|r| &out[r.clone()]).collect::<Vec<_>>());
-        for (body, mac) in bodies.iter().zip(macs) {
-            out[body.end..body.end + MAC_LEN].copy_from_slice(&mac);
-        }
-        self.keystream.apply(out);
     }
 }
 

@@ -6,6 +6,7 @@
 
 use crate::constants::*;
 use crate::error::{sized, Error};
+use crate::link::FrameSealer;
 use crate::{address, dedup, gro, icmp, link, multispeck, packet, secure, speck};
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
@@ -206,41 +207,9 @@ fn derive_keys<'py>(
     Ok((PyBytes::new(py, &enc_key), PyBytes::new(py, &mac_key)))
 }
 
-/// What the bindings need of a link's sealer; both kinds of link have one, so `Sealer` and
-/// `SecureSealer` share one body per method (`seal_packets`, `seal_data`).
-trait FrameSealer: Send {
-    fn sealed_len(packet_lens: impl Iterator<Item = usize>, extra: usize) -> Result<usize, Error>;
-    fn seal_batch_into(&mut self, packets: &[&[u8]], out: &mut [u8]);
-    fn seal_data_batch_into(&mut self, ip_packets: &[&[u8]], timestamp_ms: u64, out: &mut [u8]);
-}
-
-impl FrameSealer for link::Sealer {
-    fn sealed_len(packet_lens: impl Iterator<Item = usize>, extra: usize) -> Result<usize, Error> {
-        link::Sealer::sealed_len(packet_lens, extra)
-    }
-    fn seal_batch_into(&mut self, packets: &[&[u8]], out: &mut [u8]) {
-        link::Sealer::seal_batch_into(self, packets, out)
-    }
-    fn seal_data_batch_into(&mut self, ip_packets: &[&[u8]], timestamp_ms: u64, out: &mut [u8]) {
-        link::Sealer::seal_data_batch_into(self, ip_packets, timestamp_ms, out)
-    }
-}
-
-impl FrameSealer for secure::SecureSealer {
-    fn sealed_len(packet_lens: impl Iterator<Item = usize>, extra: usize) -> Result<usize, Error> {
-        secure::SecureSealer::sealed_len(packet_lens, extra)
-    }
-    fn seal_batch_into(&mut self, packets: &[&[u8]], out: &mut [u8]) {
-        secure::SecureSealer::seal_batch_into(self, packets, out)
-    }
-    fn seal_data_batch_into(&mut self, ip_packets: &[&[u8]], timestamp_ms: u64, out: &mut [u8]) {
-        secure::SecureSealer::seal_data_batch_into(self, ip_packets, timestamp_ms, out)
-    }
-}
-
 /// `seal_batch` of either sealer: the frames in one `bytes`, sealed with the GIL released for a
 /// big batch.
-fn seal_packets<'py, S: FrameSealer>(
+fn seal_packets<'py, S: FrameSealer + Send>(
     py: Python<'py>,
     sealer: &mut S,
     packets: &[&[u8]],
@@ -252,7 +221,7 @@ fn seal_packets<'py, S: FrameSealer>(
 }
 
 /// `seal_data_batch` of either sealer (see `Sealer.seal_data_batch`).
-fn seal_data<'py, S: FrameSealer>(
+fn seal_data<'py, S: FrameSealer + Send>(
     py: Python<'py>,
     sealer: &mut S,
     ip_packets: &[Bound<'py, PyBytes>],
@@ -279,37 +248,54 @@ fn opened<'py>(py: Python<'py>, bodies: Vec<BytesBody>) -> Vec<Bound<'py, PyByte
 #[pyclass(name = "Sealer", module = "smolmesh._core")]
 struct PySealer(link::Sealer);
 
-#[pymethods]
-impl PySealer {
+/// The `#[pymethods]` of a sealer class: its constructor, given as tokens, and the methods both
+/// sealer classes share, whose bodies are `seal_packets` and `seal_data` (PyO3 wants each class's
+/// methods in one block).
+macro_rules! sealer_pymethods {
+    ($class:ident, $($constructor:tt)*) => {
+        #[pymethods]
+        impl $class {
+            $($constructor)*
+
+            fn seal<'py>(
+                &mut self,
+                py: Python<'py>,
+                packet: &[u8],
+            ) -> PyResult<Bound<'py, PyBytes>> {
+                seal_packets(py, &mut self.0, &[packet])
+            }
+
+            fn seal_batch<'py>(
+                &mut self,
+                py: Python<'py>,
+                packets: Vec<Bound<'py, PyBytes>>,
+            ) -> PyResult<Bound<'py, PyBytes>> {
+                seal_packets(py, &mut self.0, &slices(&packets))
+            }
+
+            /// `skip` bytes before each IP packet are left out: the header of a TUN read
+            /// (IFF_VNET_HDR).
+            #[pyo3(signature = (ip_packets, timestamp_ms, skip = 0))]
+            fn seal_data_batch<'py>(
+                &mut self,
+                py: Python<'py>,
+                ip_packets: Vec<Bound<'py, PyBytes>>,
+                timestamp_ms: u64,
+                skip: usize,
+            ) -> PyResult<Bound<'py, PyBytes>> {
+                seal_data(py, &mut self.0, &ip_packets, timestamp_ms, skip)
+            }
+        }
+    };
+}
+
+sealer_pymethods!(
+    PySealer,
     #[new]
     fn new(psk: &[u8], iv: &[u8]) -> PyResult<Self> {
         Ok(PySealer(link::Sealer::new(psk, &as_iv(iv)?)))
     }
-
-    fn seal<'py>(&mut self, py: Python<'py>, packet: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
-        seal_packets(py, &mut self.0, &[packet])
-    }
-
-    fn seal_batch<'py>(
-        &mut self,
-        py: Python<'py>,
-        packets: Vec<Bound<'py, PyBytes>>,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        seal_packets(py, &mut self.0, &slices(&packets))
-    }
-
-    /// `skip` bytes before each IP packet are left out: the header of a TUN read (IFF_VNET_HDR).
-    #[pyo3(signature = (ip_packets, timestamp_ms, skip = 0))]
-    fn seal_data_batch<'py>(
-        &mut self,
-        py: Python<'py>,
-        ip_packets: Vec<Bound<'py, PyBytes>>,
-        timestamp_ms: u64,
-        skip: usize,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        seal_data(py, &mut self.0, &ip_packets, timestamp_ms, skip)
-    }
-}
+);
 
 #[pyclass(name = "Opener", module = "smolmesh._core")]
 struct PyOpener(link::Opener<BytesBody>);
@@ -412,39 +398,15 @@ fn secure_respond<'py>(
 #[pyclass(name = "SecureSealer", module = "smolmesh._core")]
 struct PySecureSealer(secure::SecureSealer);
 
-#[pymethods]
-impl PySecureSealer {
+sealer_pymethods!(
+    PySecureSealer,
     #[new]
     fn new(key: &[u8]) -> PyResult<Self> {
         Ok(PySecureSealer(secure::SecureSealer::new(&as_secure_key(
             key,
         )?)))
     }
-
-    fn seal<'py>(&mut self, py: Python<'py>, packet: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
-        seal_packets(py, &mut self.0, &[packet])
-    }
-
-    fn seal_batch<'py>(
-        &mut self,
-        py: Python<'py>,
-        packets: Vec<Bound<'py, PyBytes>>,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        seal_packets(py, &mut self.0, &slices(&packets))
-    }
-
-    /// `skip` bytes before each IP packet are left out: the header of a TUN read (IFF_VNET_HDR).
-    #[pyo3(signature = (ip_packets, timestamp_ms, skip = 0))]
-    fn seal_data_batch<'py>(
-        &mut self,
-        py: Python<'py>,
-        ip_packets: Vec<Bound<'py, PyBytes>>,
-        timestamp_ms: u64,
-        skip: usize,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        seal_data(py, &mut self.0, &ip_packets, timestamp_ms, skip)
-    }
-}
+);
 
 /// As `Opener`, for secure_tcp frames: each packet is decrypted in the `bytes` object Python
 /// receives.

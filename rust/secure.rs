@@ -20,7 +20,7 @@
 
 use crate::constants::{HEADER_LEN, LENGTH_LEN};
 use crate::error::Error;
-use crate::link::{framed_len, FrameBody, FrameReader};
+use crate::link::{FrameBody, FrameReader, FrameSealer};
 use crate::packet::write_header;
 use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_256_GCM};
 
@@ -226,71 +226,6 @@ impl SecureSealer {
         self.counter
     }
 
-    /// Wire bytes of `packets` sealed, or `PacketTooLong` for the first that cannot be.
-    /// `extra` is added to each packet's length (the data header of `seal_data_batch_into`).
-    pub fn sealed_len(
-        packet_lens: impl Iterator<Item = usize>,
-        extra: usize,
-    ) -> Result<usize, Error> {
-        framed_len(packet_lens, extra, SECURE_TAG_LEN)
-    }
-
-    pub fn seal(&mut self, packet: &[u8]) -> Result<Vec<u8>, Error> {
-        self.seal_batch(&[packet])
-    }
-
-    pub fn seal_batch(&mut self, packets: &[&[u8]]) -> Result<Vec<u8>, Error> {
-        let mut out = vec![0u8; Self::sealed_len(packets.iter().map(|p| p.len()), 0)?];
-        self.seal_batch_into(packets, &mut out);
-        Ok(out)
-    }
-
-    /// Seals `packets` into `out`, which must be exactly `sealed_len` bytes: the caller has
-    /// checked the lengths, so nothing here can fail and skip a frame number. Each packet is
-    /// copied to where its ciphertext goes and encrypted there, so `out` may start uninitialised.
-    pub fn seal_batch_into(&mut self, packets: &[&[u8]], out: &mut [u8]) {
-        let mut at = 0;
-        for packet in packets {
-            let frame = &mut out[at..at + frame_len(packet.len())];
-            frame[LENGTH_LEN..][..packet.len()].copy_from_slice(packet);
-            self.seal_frame(frame);
-            at += frame.len();
-        }
-        debug_assert_eq!(at, out.len());
-    }
-
-    /// Wraps each IP packet as `timestamp_ms || 3 || ip_packet` and seals them into `out`, which
-    /// must be exactly `sealed_len(ip lengths, HEADER_LEN)` bytes.
-    pub fn seal_data_batch_into(
-        &mut self,
-        ip_packets: &[&[u8]],
-        timestamp_ms: u64,
-        out: &mut [u8],
-    ) {
-        use crate::constants::CMD_DATA;
-        let mut at = 0;
-        for ip in ip_packets {
-            let frame = &mut out[at..at + frame_len(HEADER_LEN + ip.len())];
-            let body = &mut frame[LENGTH_LEN..][..HEADER_LEN + ip.len()];
-            write_header(body, timestamp_ms, CMD_DATA);
-            body[HEADER_LEN..].copy_from_slice(ip);
-            self.seal_frame(frame);
-            at += frame.len();
-        }
-        debug_assert_eq!(at, out.len());
-    }
-
-    pub fn seal_data_batch(
-        &mut self,
-        ip_packets: &[&[u8]],
-        timestamp_ms: u64,
-    ) -> Result<Vec<u8>, Error> {
-        let lens = ip_packets.iter().map(|p| p.len());
-        let mut out = vec![0u8; Self::sealed_len(lens, HEADER_LEN)?];
-        self.seal_data_batch_into(ip_packets, timestamp_ms, &mut out);
-        Ok(out)
-    }
-
     /// `frame` holds the plaintext after room for the length, and room for the tag after it:
     /// write the length, encrypt the packet in place, write the tag.
     fn seal_frame(&mut self, frame: &mut [u8]) {
@@ -303,6 +238,37 @@ impl SecureSealer {
             .seal_in_place_separate_tag(nonce(next(&mut self.counter)), Aad::empty(), body)
             .expect("AES-GCM seals any packet of at most 65,535 bytes");
         tag.copy_from_slice(sealed.as_ref());
+    }
+}
+
+impl FrameSealer for SecureSealer {
+    const TAIL: usize = SECURE_TAG_LEN;
+
+    /// The caller has checked the lengths, so nothing here can fail and skip a frame number.
+    /// Each packet is copied to where its ciphertext goes and encrypted there.
+    fn seal_batch_into(&mut self, packets: &[&[u8]], out: &mut [u8]) {
+        let mut at = 0;
+        for packet in packets {
+            let frame = &mut out[at..at + frame_len(packet.len())];
+            frame[LENGTH_LEN..][..packet.len()].copy_from_slice(packet);
+            self.seal_frame(frame);
+            at += frame.len();
+        }
+        debug_assert_eq!(at, out.len());
+    }
+
+    fn seal_data_batch_into(&mut self, ip_packets: &[&[u8]], timestamp_ms: u64, out: &mut [u8]) {
+        use crate::constants::CMD_DATA;
+        let mut at = 0;
+        for ip in ip_packets {
+            let frame = &mut out[at..at + frame_len(HEADER_LEN + ip.len())];
+            let body = &mut frame[LENGTH_LEN..][..HEADER_LEN + ip.len()];
+            write_header(body, timestamp_ms, CMD_DATA);
+            body[HEADER_LEN..].copy_from_slice(ip);
+            self.seal_frame(frame);
+            at += frame.len();
+        }
+        debug_assert_eq!(at, out.len());
     }
 }
 
