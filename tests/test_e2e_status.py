@@ -93,6 +93,7 @@ def test_status_shows_links_and_routes_and_goes_away_with_the_node(tmp_path) -> 
         text_silent = wait_until(silent_link, timeout=2.5, interval=0.1)
         pings.stop()
         assert text_silent, node_a.log()
+        assert "(fell silent 1x)" in text_silent
 
         assert node_b.terminate(grace=10) == 0
         assert wait_until(lambda: not control.socket_path(right).exists(), timeout=5)

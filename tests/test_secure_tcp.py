@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from smolmesh import Node, _core
+from smolmesh.control import format_status
 from smolmesh.links.secure_tcp import secure_psk
 from smolmesh.links.tcp import PendingHandshakes
 
@@ -266,10 +267,11 @@ def test_status_names_each_links_kind(kind: str) -> None:
             await a.start()
             await b.start()
             await wait_for(lambda: a.links and b.links, 10)
-            from smolmesh.control import format_status
-
             assert kind in format_status(a.status())
             assert a.status()["links"][0]["transport"] == kind
+            # Echo is secure_tcp's: its peer answers the request made as the link came up.
+            echo = {"secure_tcp": True, "legacy_tcp": None}[kind]
+            await wait_for(lambda: a.links[0].answers_echo is echo, 5)
         finally:
             await b.stop()
             await a.stop()
@@ -384,6 +386,9 @@ def test_a_peer_that_stops_while_its_kernel_acknowledges_is_found_silent_by_echo
             await send_for(node, 0.5)
             await wait_for(lambda: not node.links[0].silent, 2)
             assert PEER_ADDRESS in node.routes  # no other path: the route stayed
+            shown = node.links[0]
+            assert shown.answers_echo is True and shown.silences == 1
+            assert "(fell silent 1x)" in format_status(node.status())
             return found
 
     with caplog.at_level("INFO", logger="smolmesh"):
@@ -400,7 +405,10 @@ def test_a_peer_that_never_answered_an_echo_is_not_judged_by_echo() -> None:
 
     async def scenario() -> tuple[float | None, int]:
         async with node_with_scripted_peer(answers_echoes=False) as (node, peer):
-            return await silent_after(node, 2.5), peer.echo_requests
+            found = await silent_after(node, 2.5)
+            assert node.links[0].answers_echo is False
+            assert "(answers no echo)" in format_status(node.status())
+            return found, peer.echo_requests
 
     found, asked = asyncio.run(scenario())
     assert found is None

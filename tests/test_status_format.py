@@ -22,6 +22,8 @@ def a_status(name: str, *, rtt_ms: float | None) -> dict[str, Any]:
         "bytes_received": 2000,
         "packets_dropped": 3,
         "silent": True,
+        "silences": 2,
+        "answers_echo": True if rtt_ms is not None else None,
         "returns_announcements": False,
         "rtt_ms": rtt_ms,
         "retransmitted_segments": None if rtt_ms is None else 4,
@@ -51,6 +53,9 @@ def test_metrics_of_two_nodes_are_one_exposition_with_escaped_labels() -> None:
     assert f"smolmesh_link_bytes_received_total{{{odd},{link}}} 2000" in lines
     assert f"smolmesh_link_rtt_seconds{{{odd},{link}}} 0.00025" in lines
     assert f"smolmesh_link_silent{{{odd},{link}}} 1" in lines
+    assert f"smolmesh_link_silences_total{{{odd},{link}}} 2" in lines
+    assert f"smolmesh_link_answers_echo{{{odd},{link}}} 1" in lines
+    assert not any(line.startswith('smolmesh_link_answers_echo{node="plain"') for line in lines)
     assert f"smolmesh_routes_without_backup{{{odd}}} 1" in lines
     assert 'smolmesh_tun_writes_total{node="plain"} 5' in lines
     # A figure the kernel did not give (no TCP_INFO) is left out, not printed as 0.

@@ -196,6 +196,8 @@ def format_status(status: dict[str, Any]) -> str:
             + _tcp_stats(link)
             + ("  (returns our announcements)" if link.get("returns_announcements") else "")
             + ("  (silent: the peer answers nothing)" if link.get("silent") else "")
+            + (f"  (fell silent {link['silences']}x)" if link.get("silences") else "")
+            + ("  (answers no echo)" if link.get("answers_echo") is False else "")
         )
     lines.append(f"  routes ({len(status['routes'])}):")
     for route in status["routes"]:
@@ -252,6 +254,18 @@ _LINK_METRICS: list[tuple[str, str, str, Callable[[dict[str, Any]], float | None
         "1 while the peer answers nothing (no acknowledgement, or no echo) and the link's routes"
         " avoid it.",
         lambda link: int(bool(link.get("silent"))),
+    ),
+    (
+        "link_silences_total",
+        "counter",
+        "Times the link has fallen silent since it came up.",
+        lambda link: link.get("silences", 0),
+    ),
+    (
+        "link_answers_echo",
+        "gauge",
+        "1 if the peer answers echo requests, so a stopped peer is found (secure_tcp only).",
+        lambda link: None if link.get("answers_echo") is None else int(link["answers_echo"]),
     ),
     (
         "link_returns_announcements",

@@ -70,6 +70,11 @@ class LinkInfo:
     # acknowledgement), or on secure_tcp its process has answered no echo for half a second: the
     # link's routes have moved to other paths where there are any.
     silent: bool = False
+    silences: int = 0  # times the link has fallen silent since it came up
+    # Whether the peer answers echo requests, so that a peer whose process stops while its kernel
+    # acknowledges is found (secure_tcp; docs/SECURE_TCP.md section 4); None where the kind of
+    # link has no echo (legacy_tcp).
+    answers_echo: bool | None = None
     # The kernel's smoothed round trip to the peer, and the TCP segments it has sent again over the
     # link (lost on the way, or taken for lost); None where the kernel does not tell (not Linux).
     rtt_ms: float | None = None
@@ -213,6 +218,10 @@ class Node:
                     received_per_s=received_per_s,
                     returns_announcements=link.returns_announcements,
                     silent=link.silent,
+                    silences=getattr(link, "silences", 0),
+                    answers_echo=(
+                        link.echo_answered if isinstance(link, TcpLink) and link.echoes else None
+                    ),
                     rtt_ms=rtt_ms,
                     retransmitted_segments=retransmitted,
                 )
@@ -300,6 +309,7 @@ class Node:
         was_silent = link.silent
         self.router.link_silent(link, silent_for, cause)
         if link.silent and not was_silent:
+            link.silences += 1
             self._link_changed()
 
     def _link_changed(self) -> None:

@@ -162,6 +162,7 @@ class TcpLink(asyncio.Protocol):
         self.congested_since: float | None = None
         self.returns_announcements = False  # set by the router (see router.Link)
         self.silent = False  # set by the router (see router.Link)
+        self.silences = 0  # counted by the node: times the link has fallen silent
         # Told the seconds the peer has been silent, once it looks gone, with what shows it, and
         # None once it answers again (see `_look_for_silence`).
         self.on_silence: Callable[[TcpLink, float | None, str], None] | None = None
