@@ -407,6 +407,9 @@ def test_a_peer_that_never_answered_an_echo_is_not_judged_by_echo() -> None:
         async with node_with_scripted_peer(answers_echoes=False) as (node, peer):
             found = await silent_after(node, 2.5)
             assert node.links[0].answers_echo is False
+            # Once nothing is sent, its unanswered request keeps no timer running on the link.
+            await asyncio.sleep(0.5)
+            assert node.router.links[0]._silence_look is None
             assert "(answers no echo)" in format_status(node.status())
             return found, peer.echo_requests
 

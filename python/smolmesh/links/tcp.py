@@ -253,7 +253,9 @@ class TcpLink(asyncio.Protocol):
         if silent_for is not None or self.silent:
             self.on_silence(self, silent_for, cause)
         waiting = info[_TCPI_UNACKED] or info[_TCPI_BACKOFF] or info[_TCPI_RETRANSMITS]
-        asking = self._echo_asked is not None
+        # An unanswered request keeps the watch going only where the peer answers them: a peer
+        # that never has would otherwise keep an idle link waking up until it next spoke.
+        asking = self._echo_asked is not None and self.echo_answered
         if waiting or asking or self.silent or self.transport.get_write_buffer_size():
             self._watch()
 
