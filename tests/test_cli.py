@@ -154,7 +154,10 @@ def config_file(tmp_path: Path) -> Path:
 def fake_node(monkeypatch: pytest.MonkeyPatch, behaviour: Any) -> list[tuple[Config, str | None]]:
     calls: list[tuple[Config, str | None]] = []
 
-    def run_meshnode(config: Config, log_level: str | None = None) -> int:
+    def run_meshnode(
+        config: Config, log_level: str | None = None, config_path: str | None = None
+    ) -> int:
+        assert config_path is not None  # read again on SIGHUP
         calls.append((config, log_level))
         if isinstance(behaviour, BaseException):
             raise behaviour

@@ -27,7 +27,8 @@ smolmesh help | --help | -h
 smolmesh meshnode CONFIG [-v | --log-level LEVEL]
     Run a mesh node with the JSON config file CONFIG until Ctrl-C or SIGTERM.
     -v logs at DEBUG; LEVEL is one of DEBUG, INFO, WARNING, ERROR, CRITICAL
-    (default: the config's log_level, else INFO).
+    (default: the config's log_level, else INFO). On SIGHUP it reads CONFIG
+    again and applies its transports; other links stay up.
 
 smolmesh status [NODE_NAME] [--json | --prometheus]
     Show the links and routes of the nodes running on this machine (or of the
@@ -116,7 +117,7 @@ def run_meshnode_command(args: list[str]) -> int:
         _error(f"meshnode is not available: {error}")
         return EXIT_FAILURE
     try:
-        status = run_meshnode(config, log_level)
+        status = run_meshnode(config, log_level, config_path)
     except OSError as error:
         # A socket or device the node could not open: this machine's problem, say it in one line.
         _error(str(error))

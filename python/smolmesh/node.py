@@ -27,6 +27,8 @@ from time import time_ns
 from types import MappingProxyType
 from typing import Any
 
+import msgspec
+
 from smolmesh import _core, tuning
 from smolmesh.config import (
     Config,
@@ -34,9 +36,10 @@ from smolmesh.config import (
     SecureTcpListen,
     TcpConnect,
     TcpListen,
+    load_config,
     parse_config,
 )
-from smolmesh.errors import LocalError, StartupError
+from smolmesh.errors import ConfigError, LocalError, StartupError
 from smolmesh.links.legacy_tcp import LegacyTcpLink
 from smolmesh.links.secure_tcp import SecureTcpLink, secure_psk
 from smolmesh.links.tcp import PendingHandshakes, TcpLink, dial_forever, listen
@@ -91,6 +94,15 @@ class RouteInfo:
     backup_paths: int  # other links the address was heard over
 
 
+@dataclass
+class _Listening:
+    """A listening transport of a running node: its server, and the PSKs its links are taken
+    with (one list, which the links share and a reload changes in place)."""
+
+    server: asyncio.Server
+    psks: list[bytes]
+
+
 class Node:
     """A smolmesh node. `config` is a `smolmesh.Config` or a dict of the JSON config's shape.
 
@@ -114,7 +126,11 @@ class Node:
         self._received_event = asyncio.Event()
         self._stopping = asyncio.Event()
         self._pending = PendingHandshakes()
-        self._servers: list[asyncio.Server] = []
+        # The transports running now: each listener by its kind and port, with its server and
+        # the PSKs its links are taken with (one list, changed in place when a reload changes
+        # the keys); each connect by its config entry, with the task that dials it.
+        self._listening: dict[tuple[type, int], _Listening] = {}
+        self._dialing: dict[TcpConnect, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._all_links: set[TcpLink] = set()
         self._reannounce: asyncio.TimerHandle | None = None
@@ -145,22 +161,10 @@ class Node:
                 self._open_tun()
             for transport in self.config.transports:
                 if isinstance(transport, TcpListen):
-                    kind, psks = _link_kind(transport, transport.keys)
-                    make_link = functools.partial(self._new_link, kind, psks, False)
-                    server = await listen(transport.port, make_link, self._pending)
-                    self._servers.append(server)
+                    await self._listen(transport)
             for transport in self.config.transports:
                 if isinstance(transport, TcpConnect):
-                    kind, psks = _link_kind(transport, [transport.key])
-                    task = asyncio.create_task(
-                        dial_forever(
-                            transport.host,
-                            transport.port,
-                            functools.partial(self._new_link, kind, psks, True),
-                            self._stopping,
-                        )
-                    )
-                    self._tasks.append(task)
+                    self._dial(transport)
         except BaseException:
             await self.stop()
             raise
@@ -174,21 +178,92 @@ class Node:
         self._stopping.set()
         if self._reannounce is not None:
             self._reannounce.cancel()
-        for server in self._servers:
+        servers = [listening.server for listening in self._listening.values()]
+        tasks = self._tasks + list(self._dialing.values())
+        for server in servers:
             server.close()
         for link in list(self._all_links):
             link.close("node stopping")
-        for task in self._tasks:
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        for server in self._servers:
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for server in servers:
             await server.wait_closed()
-        self._servers.clear()
+        self._listening.clear()
+        self._dialing.clear()
         self._tasks.clear()
         self._close_tun()
         if self.started:
             log.info("node %s stopped", self.config.node_name)
         self.started = False
+
+    async def reload(self, config: Config | Mapping[str, Any]) -> None:
+        """Apply a changed config to the running node (`smolmesh meshnode` does on SIGHUP).
+
+        Transports take effect at once: a new one listens or dials, a removed one stops and its
+        links close, and a listener whose `keys` changed closes the links that came up with a key
+        no longer listed. Any other field needs a restart: the node logs which and keeps its own.
+        Raises ConfigError (the node unchanged) for a config that does not check, and
+        RuntimeError on a node that is not running (make a new `Node` instead).
+        """
+        if not self.started:
+            raise RuntimeError("reload() needs a started node; a new Node takes a new config")
+        if not isinstance(config, Config):
+            config = parse_config(config, "config")
+        fixed = {
+            field: getattr(self.config, field)
+            for field in Config.__struct_fields__
+            if field != "transports" and getattr(config, field) != getattr(self.config, field)
+        }
+        if fixed:
+            log.warning("config: %s changed; restart the node to apply it", ", ".join(fixed))
+        listens = {(type(t), t.port): t for t in config.transports if isinstance(t, TcpListen)}
+        for key in self._listening.keys() - listens.keys():
+            self._listening.pop(key).server.close()
+            self._close_links(key, None, "its transport left the config")
+        for key, listener in listens.items():
+            if key not in self._listening:
+                try:
+                    await self._listen(listener)
+                except StartupError as error:  # a port in use: the rest still applies
+                    log.error("config: %s", error)
+                continue
+            psks = _link_kind(listener, listener.keys)[1]
+            if psks != self._listening[key].psks:
+                self._listening[key].psks[:] = psks
+                self._close_links(key, psks, "its key left the config")
+        connects = {t for t in config.transports if isinstance(t, TcpConnect)}
+        for connect in self._dialing.keys() - connects:
+            self._dialing.pop(connect).cancel()
+            self._close_links(connect, None, "its transport left the config")
+        for connect in connects - self._dialing.keys():
+            self._dial(connect)
+        self.config = msgspec.structs.replace(config, **fixed)
+        log.info(
+            "config reloaded: %d transports listening, %d dialing",
+            len(self._listening),
+            len(self._dialing),
+        )
+
+    async def _listen(self, transport: TcpListen) -> None:
+        kind, psks = _link_kind(transport, transport.keys)
+        key = (type(transport), transport.port)
+        make_link = functools.partial(self._new_link, kind, psks, False, key)
+        server = await listen(transport.port, make_link, self._pending)
+        self._listening[key] = _Listening(server, psks)
+
+    def _dial(self, transport: TcpConnect) -> None:
+        kind, psks = _link_kind(transport, [transport.key])
+        make_link = functools.partial(self._new_link, kind, psks, True, transport)
+        self._dialing[transport] = asyncio.create_task(
+            dial_forever(transport.host, transport.port, make_link, self._stopping)
+        )
+
+    def _close_links(self, origin: object, keep_psks: list[bytes] | None, reason: str) -> None:
+        """Close the links that came from `origin`, except those whose PSK is in `keep_psks`."""
+        for link in list(self._all_links):
+            if link.origin == origin and (keep_psks is None or link.psk not in keep_psks):
+                link.close(reason)
 
     async def __aenter__(self) -> Node:
         await self.start()
@@ -260,7 +335,8 @@ class Node:
 
     @property
     def listening_ports(self) -> list[int]:
-        ports = {sock.getsockname()[1] for server in self._servers for sock in server.sockets}
+        servers = [listening.server for listening in self._listening.values()]
+        ports = {sock.getsockname()[1] for server in servers for sock in server.sockets}
         return sorted(ports)
 
     # --- Data through the API ---
@@ -287,8 +363,11 @@ class Node:
         self._received_event.set()
 
     # --- Links ---
-    def _new_link(self, kind: type[TcpLink], psks: list[bytes], outgoing: bool) -> TcpLink:
+    def _new_link(
+        self, kind: type[TcpLink], psks: list[bytes], outgoing: bool, origin: object
+    ) -> TcpLink:
         link = kind(self.router, psks, outgoing=outgoing)
+        link.origin = origin
         link.on_up = self._link_up
         link.on_down = lambda link, reason: self._link_changed()
         link.on_silence = self._link_silence
@@ -456,8 +535,11 @@ class Node:
             log.warning("host route to %s: %s", format_address(address), error)
 
 
-def run_meshnode(config: Config, log_level: str | None = None) -> int:
-    """The `smolmesh meshnode` command: run a node until SIGINT or SIGTERM."""
+def run_meshnode(
+    config: Config, log_level: str | None = None, config_path: str | None = None
+) -> int:
+    """The `smolmesh meshnode` command: run a node until SIGINT or SIGTERM; on SIGHUP, read
+    `config_path` again and apply it (`Node.reload`)."""
     level = (log_level or config.log_level or "INFO").upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # pyroute2 logs every netlink message at DEBUG; -v is for smolmesh's own lines. Its import
@@ -477,6 +559,8 @@ def run_meshnode(config: Config, log_level: str | None = None) -> int:
             # Windows has no loop signal handlers; there Ctrl-C arrives as KeyboardInterrupt.
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(signum, stop.set)
+        if config_path is not None and hasattr(signal, "SIGHUP"):  # not on Windows
+            _reload_on_sighup(loop, node, config_path)
         await node.start()
         status_path = control.socket_path(config.node_name)
         status_server = await control.serve_status(node.status, status_path)
@@ -493,6 +577,27 @@ def run_meshnode(config: Config, log_level: str | None = None) -> int:
     else:
         uvloop.run(main())
     return 0
+
+
+def _reload_on_sighup(loop: asyncio.AbstractEventLoop, node: Node, config_path: str) -> None:
+    """On each SIGHUP read the config file again and apply it to `node`, one at a time; a file
+    that does not check is logged in one line, and the node runs on as it was."""
+    reloading = asyncio.Lock()
+    reloads: set[asyncio.Task[None]] = set()  # held until done: the loop keeps no reference
+
+    async def reload() -> None:
+        async with reloading:
+            try:
+                await node.reload(load_config(config_path))
+            except ConfigError as error:
+                log.error("reload: %s; the node runs on as it was", error)
+
+    def on_sighup() -> None:
+        task = asyncio.create_task(reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
 
 
 def _link_kind(

@@ -47,5 +47,5 @@ class LegacyTcpLink(TcpLink):
             psk = self.psks[index]
             assert self.transport is not None
             self.transport.write(_core.make_hello(psk, self._my_iv))
-        self._up(_core.Sealer(psk, self._my_iv), _core.Opener(psk, peer_iv))
+        self._up(_core.Sealer(psk, self._my_iv), _core.Opener(psk, peer_iv), psk)
         return rest

@@ -52,7 +52,7 @@ class SecureTcpLink(TcpLink):
     def _begin_handshake(self, stream: asyncio.Transport) -> None:
         self._message = b""
         self._initiator: _core.SecureInitiator | None = None
-        self._unconfirmed: tuple[_core.SecureSealer, _core.SecureOpener] | None = None
+        self._unconfirmed: tuple[_core.SecureSealer, _core.SecureOpener, bytes] | None = None
         if self.outgoing:
             self._initiator = _core.SecureInitiator(self.psks[0])
             stream.write(self._initiator.message())
@@ -73,29 +73,29 @@ class SecureTcpLink(TcpLink):
             sealer, opener = keys
             assert self.transport is not None
             self.transport.write(sealer.seal(b""))  # key confirmation: frame 0, empty
-            self._up(sealer, opener)
+            self._up(sealer, opener, self.psks[0])
             return rest
         answer = _core.secure_respond(self._message, self.psks)
         if answer is None:
             self.close("wrong key: the peer's handshake matches none of our keys")
             return b""
-        _, message2, sealer, opener = answer
+        index, message2, sealer, opener = answer
         assert self.transport is not None
         self.transport.write(message2)
-        self._unconfirmed = (sealer, opener)
+        self._unconfirmed = (sealer, opener, self.psks[index])
         return self._confirm(rest) if rest else b""
 
     def _confirm(self, data: bytes) -> bytes:
         """Listener: open the connector's first frames; the link is up once one has opened."""
         assert self._unconfirmed is not None
-        sealer, opener = self._unconfirmed
+        sealer, opener, psk = self._unconfirmed
         try:
             rows = opener.feed_and_triage(data, time.time_ns() // 1_000_000, self.router.seen)
         except BadMacError:
             self.close("bad tag: the peer's first frame does not open with the handshake's keys")
             return b""
         if opener.frames_opened:
-            self._up(sealer, opener)
+            self._up(sealer, opener, psk)
             if rows:
                 self.router.on_triaged(self, rows)
         return b""

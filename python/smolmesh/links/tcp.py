@@ -170,6 +170,10 @@ class TcpLink(asyncio.Protocol):
         self.echo_answered = False  # the peer has answered an echo request: it is judged by them
         self._echo_asked: float | None = None  # when the unanswered echo request went out
         self._echo_delivered: float | None = None  # when nothing of ours was in flight after it
+        self.psk: bytes | None = None  # the key of `psks` the link came up with
+        # Where the link comes from, for the node: its transport in the config (a reload that
+        # removes the transport, or the key, closes the link).
+        self.origin: object = None
         self._sealer: Sealer | None = None
         self._opener: Opener | None = None
         self._close_reason: str | None = None
@@ -323,8 +327,10 @@ class TcpLink(asyncio.Protocol):
         the handshake goes on, or after `close`)."""
         raise NotImplementedError
 
-    def _up(self, sealer: Sealer, opener: Opener) -> None:
-        """The handshake is done: frames flow from now on, and the router hears of the link."""
+    def _up(self, sealer: Sealer, opener: Opener, psk: bytes) -> None:
+        """The handshake with `psk` is done: frames flow from now on, and the router hears of the
+        link."""
+        self.psk = psk
         self._sealer = sealer
         self._opener = opener
         if self._handshake_timer is not None:
