@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import signal
+import time
 
 import pytest
 
@@ -132,3 +133,35 @@ def test_sighup_makes_a_running_node_read_its_config_again(tmp_path) -> None:
         assert node_b.alive and "Traceback" not in node_b.log()
         assert not log_lines(node_b, r"link \S+ down")
         assert lab.ping(ns_b, node_address(names["a"]), count=2, timeout=10).ok
+
+
+def test_new_secure_keys_are_derived_without_stalling_the_node() -> None:
+    """Each new secure_tcp key costs a scrypt (some 55 ms). A reload that adds ten of them keeps
+    the event loop turning meanwhile, so links carry packets and answer echoes on time."""
+
+    async def scenario() -> float:
+        port = free_port()
+        node = Node(config("reload-keys", []))
+        await node.start()
+        longest = 0.0
+
+        async def watch_the_loop() -> None:
+            nonlocal longest
+            while True:
+                started = time.monotonic()
+                await asyncio.sleep(0.01)
+                longest = max(longest, time.monotonic() - started)
+
+        watcher = asyncio.create_task(watch_the_loop())
+        await asyncio.sleep(0.05)  # the watcher is turning
+        try:
+            keys = [f"reload key {n} {os.getpid()} {time.time()}" for n in range(10)]
+            await node.reload(config("reload-keys", [listen(port, keys)]))
+            assert node.listening_ports == [port]
+        finally:
+            watcher.cancel()
+            await node.stop()
+        return longest
+
+    longest = asyncio.run(scenario())
+    assert longest < 0.25, f"the loop stood still for {longest:.2f} s"

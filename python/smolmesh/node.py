@@ -210,6 +210,15 @@ class Node:
             raise RuntimeError("reload() needs a started node; a new Node takes a new config")
         if not isinstance(config, Config):
             config = parse_config(config, "config")
+        # New secure_tcp keys cost a scrypt each (55 ms): derived on a thread, not on the loop,
+        # which meanwhile carries packets and answers echoes (so peers do not find it stopped).
+        secure_keys = [
+            key
+            for transport in config.transports
+            if isinstance(transport, (SecureTcpListen, SecureTcpConnect))
+            for key in (transport.keys if isinstance(transport, TcpListen) else [transport.key])
+        ]
+        await asyncio.to_thread(lambda: [secure_psk(key) for key in secure_keys])
         fixed = {
             field: getattr(self.config, field)
             for field in Config.__struct_fields__
