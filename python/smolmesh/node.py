@@ -159,6 +159,7 @@ class Node:
         try:
             if self.use_tun:
                 self._open_tun()
+            await _derive_secure_psks(self.config)
             for transport in self.config.transports:
                 if isinstance(transport, TcpListen):
                     await self._listen(transport)
@@ -210,15 +211,7 @@ class Node:
             raise RuntimeError("reload() needs a started node; a new Node takes a new config")
         if not isinstance(config, Config):
             config = parse_config(config, "config")
-        # New secure_tcp keys cost a scrypt each (55 ms): derived on a thread, not on the loop,
-        # which meanwhile carries packets and answers echoes (so peers do not find it stopped).
-        secure_keys = [
-            key
-            for transport in config.transports
-            if isinstance(transport, (SecureTcpListen, SecureTcpConnect))
-            for key in (transport.keys if isinstance(transport, TcpListen) else [transport.key])
-        ]
-        await asyncio.to_thread(lambda: [secure_psk(key) for key in secure_keys])
+        await _derive_secure_psks(config)
         fixed = {
             field: getattr(self.config, field)
             for field in Config.__struct_fields__
@@ -609,12 +602,26 @@ def _reload_on_sighup(loop: asyncio.AbstractEventLoop, node: Node, config_path: 
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
 
 
+async def _derive_secure_psks(config: Config) -> None:
+    """Fill `secure_psk`'s cache for every secure_tcp key of `config`. Each new key costs a
+    scrypt (some 55 ms): it runs on a thread (hashlib lets go of the GIL), not on the event loop,
+    which meanwhile carries packets and answers echoes, so peers do not take the node for stopped.
+    """
+    keys = [
+        key
+        for transport in config.transports
+        if isinstance(transport, (SecureTcpListen, SecureTcpConnect))
+        for key in (transport.keys if isinstance(transport, TcpListen) else [transport.key])
+    ]
+    await asyncio.to_thread(lambda: [secure_psk(key) for key in keys])
+
+
 def _link_kind(
     transport: TcpListen | TcpConnect, keys: list[str]
 ) -> tuple[type[TcpLink], list[bytes]]:
     """The link class of a configured transport, and its keys as that class takes them: the
-    bytes of each key for legacy_tcp, the scrypt-derived PSK of each for secure_tcp (computed
-    here, once per key, at start)."""
+    bytes of each key for legacy_tcp, the scrypt-derived PSK of each for secure_tcp (derived
+    once per key, on a thread, by `_derive_secure_psks` before this is called)."""
     if isinstance(transport, (SecureTcpListen, SecureTcpConnect)):
         return SecureTcpLink, [secure_psk(key) for key in keys]
     return LegacyTcpLink, [key.encode() for key in keys]
