@@ -392,11 +392,12 @@ impl<B: FrameBody> Opener<B> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::test_vectors::{hex, vectors};
 
-    fn vec_body(len: usize) -> Vec<u8> {
+    // Shared with secure.rs's tests: both codecs are checked on the same packets and pieces.
+    pub(crate) fn vec_body(len: usize) -> Vec<u8> {
         vec![0; len]
     }
 
@@ -437,7 +438,7 @@ mod tests {
             .collect()
     }
 
-    fn refs(packets: &[Vec<u8>]) -> Vec<&[u8]> {
+    pub(crate) fn refs(packets: &[Vec<u8>]) -> Vec<&[u8]> {
         packets.iter().map(Vec::as_slice).collect()
     }
 
@@ -492,10 +493,29 @@ mod tests {
         }
     }
 
-    fn sample_packets() -> Vec<Vec<u8>> {
+    pub(crate) fn sample_packets() -> Vec<Vec<u8>> {
         (0..50usize)
             .map(|i| (0..(i * 131) % 1500).map(|j| (i ^ j) as u8).collect())
             .collect()
+    }
+
+    /// Everything `feed` opens from `wire` handed over in uneven pieces: some hold many frames,
+    /// some end inside a length or a MAC or tag.
+    pub(crate) fn open_in_uneven_pieces(
+        wire: &[u8],
+        mut feed: impl FnMut(&[u8]) -> Vec<Vec<u8>>,
+    ) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        let mut from = 0;
+        for (n, size) in [1usize, 5000, 3, 17, 9000, 1].iter().cycle().enumerate() {
+            let to = (from + size + n).min(wire.len());
+            got.extend(feed(&wire[from..to]));
+            from = to;
+            if from == wire.len() {
+                break;
+            }
+        }
+        got
     }
 
     #[test]
@@ -505,17 +525,7 @@ mod tests {
         let mut wire = sealer.seal_batch(&refs(&packets[..20])).unwrap();
         wire.extend(sealer.seal_batch(&refs(&packets[20..])).unwrap());
         let mut opener = Opener::new(b"psk", &[7; IV_LEN]);
-        let mut got = Vec::new();
-        // Uneven pieces: some hold many frames, some end inside a length or a MAC.
-        let mut from = 0;
-        for (n, size) in [1usize, 5000, 3, 17, 9000, 1].iter().cycle().enumerate() {
-            let to = (from + size + n).min(wire.len());
-            got.extend(opener.feed(&wire[from..to], vec_body).unwrap());
-            from = to;
-            if from == wire.len() {
-                break;
-            }
-        }
+        let got = open_in_uneven_pieces(&wire, |piece| opener.feed(piece, vec_body).unwrap());
         assert_eq!(got, packets);
     }
 

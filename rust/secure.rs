@@ -354,21 +354,8 @@ fn take(rest: &mut &[u8], into: &mut [u8]) -> usize {
 mod tests {
     use super::*;
     use crate::constants::MAX_PACKET_LEN;
+    use crate::link::tests::{open_in_uneven_pieces, refs, sample_packets, vec_body};
     use serde_json::{json, Value};
-
-    fn vec_body(len: usize) -> Vec<u8> {
-        vec![0; len]
-    }
-
-    fn refs(packets: &[Vec<u8>]) -> Vec<&[u8]> {
-        packets.iter().map(Vec::as_slice).collect()
-    }
-
-    fn sample_packets() -> Vec<Vec<u8>> {
-        (0..50usize)
-            .map(|i| (0..(i * 131) % 1500).map(|j| (i ^ j) as u8).collect())
-            .collect()
-    }
 
     const KEY: [u8; 32] = [0x42; 32];
 
@@ -416,17 +403,7 @@ mod tests {
         wire.extend(sealer.seal_batch(&refs(&packets[30..])).unwrap());
         assert_eq!(sealer.frames_sealed(), 50);
         let mut opener = opener();
-        let mut got = Vec::new();
-        // Uneven pieces: some hold many frames, some end inside a length or a tag.
-        let mut from = 0;
-        for (n, size) in [1usize, 5000, 3, 17, 9000, 1].iter().cycle().enumerate() {
-            let to = (from + size + n).min(wire.len());
-            got.extend(opener.feed(&wire[from..to], vec_body).unwrap());
-            from = to;
-            if from == wire.len() {
-                break;
-            }
-        }
+        let got = open_in_uneven_pieces(&wire, |piece| opener.feed(piece, vec_body).unwrap());
         assert_eq!(got, packets);
         assert_eq!(opener.frames_opened(), 50);
     }
