@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import signal
+import subprocess
 import time
 
 import pytest
@@ -14,7 +15,16 @@ import pytest
 from netns import Lab, tcp_connect, tcp_listen
 from smolmesh import Node
 from smolmesh.errors import ConfigError
-from test_e2e_kit import KEY, PORT, log_lines, node_address, start_node, wait_route, wait_up
+from test_e2e_kit import (
+    KEY,
+    PORT,
+    log_lines,
+    node_address,
+    smolmesh_command,
+    start_node,
+    wait_route,
+    wait_up,
+)
 from test_secure_tcp import config, connect, free_port, listen, wait_for
 
 OTHER_KEY = "a second key of the hub"
@@ -125,9 +135,13 @@ def test_sighup_makes_a_running_node_read_its_config_again(tmp_path) -> None:
         wait_route(node_b, names["a"])
         wait_route(node_a, names["b"])
 
+        # The second time through the command line, which finds the node by its status socket.
         path = lab.write_config(config_b)
         path.write_text('{"node_name": ')
-        node_b.signal(signal.SIGHUP)
+        asked = subprocess.run(
+            [*smolmesh_command(), "reload", names["b"]], capture_output=True, text=True, timeout=30
+        )
+        assert asked.returncode == 0 and "asked to read its config again" in asked.stdout, asked
         found = node_b.wait_for_log(r"ERROR smolmesh\.node: reload: .*runs on as it was", 10)
         assert found, node_b.log()
         assert node_b.alive and "Traceback" not in node_b.log()
@@ -165,3 +179,14 @@ def test_new_secure_keys_are_derived_without_stalling_the_node() -> None:
 
     longest = asyncio.run(scenario())
     assert longest < 0.25, f"the loop stood still for {longest:.2f} s"
+
+
+def test_reload_of_a_node_that_is_not_running_is_one_line_and_status_1() -> None:
+    asked = subprocess.run(
+        [*smolmesh_command(), "reload", f"no-such-node-{os.getpid()}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert asked.returncode == 1, asked
+    assert asked.stderr.count("\n") == 1 and "no node is running" in asked.stderr, asked.stderr

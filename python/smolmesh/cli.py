@@ -11,6 +11,7 @@ import importlib
 import json
 import os
 import secrets
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -36,6 +37,10 @@ smolmesh status [NODE_NAME] [--json | --prometheus]
     --json prints them as JSON; --prometheus as metrics in Prometheus's text
     format (for node_exporter's textfile collector, say).
 
+smolmesh reload [NODE_NAME]
+    Ask the nodes running on this machine (or the one named NODE_NAME) to read
+    their config files again (SIGHUP); each logs what it applied.
+
 smolmesh name-to-ipv6 NAME
     Print the IPv6 address of the node named NAME.
 
@@ -56,7 +61,7 @@ smolmesh demo [--keep] [--nodes N]
 
 USAGE = (
     "smolmesh help | meshnode CONFIG [-v | --log-level LEVEL]"
-    " | status [NODE_NAME] [--json | --prometheus]"
+    " | status [NODE_NAME] [--json | --prometheus] | reload [NODE_NAME]"
     " | name-to-ipv6 NAME"
     " | make-random-ipv4 | make-random-ipv6 | genkey | demo [--keep] [--nodes N]"
 )
@@ -180,6 +185,27 @@ def status_command(args: list[str]) -> int:
     return EXIT_OK
 
 
+def reload_command(args: list[str]) -> int:
+    """SIGHUP to each running node (or the one named), found by its status socket."""
+    from smolmesh import control
+
+    if len(args) > 1 or any(arg.startswith("-") for arg in args):
+        raise UsageError("usage: smolmesh reload [NODE_NAME]")
+    if args:
+        statuses = [control.read_status(control.socket_path(args[0]))]
+    else:
+        statuses = control.read_statuses(control.running_nodes())
+        if not statuses:
+            raise LocalError(f"no node is running here (no status socket in {control.SOCKET_DIR})")
+    for status in statuses:
+        try:
+            os.kill(status["pid"], signal.SIGHUP)
+        except OSError as error:
+            raise LocalError(f"{status['node_name']}: {error.strerror or error}") from None
+        print(f"{status['node_name']}: asked to read its config again (its log says what changed)")
+    return EXIT_OK
+
+
 def name_to_ipv6_command(args: list[str]) -> int:
     if len(args) != 1:
         raise UsageError("usage: smolmesh name-to-ipv6 NAME")
@@ -229,6 +255,7 @@ def _error(message: str) -> None:
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "meshnode": run_meshnode_command,
     "status": status_command,
+    "reload": reload_command,
     "name-to-ipv6": name_to_ipv6_command,
     "make-random-ipv4": make_random_ipv4_command,
     "make-random-ipv6": make_random_ipv6_command,
