@@ -14,6 +14,7 @@ import secrets
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from smolmesh import format_ipv6, name_to_ipv6
 from smolmesh.config import LOG_LEVELS, load_config
@@ -170,12 +171,7 @@ def status_command(args: list[str]) -> int:
     names = [arg for arg in args if arg not in formats]
     if len(names) > 1 or len(formats) > 1 or any(name.startswith("-") for name in names):
         raise UsageError("usage: smolmesh status [NODE_NAME] [--json | --prometheus]")
-    if names:
-        statuses = [control.read_status(control.socket_path(names[0]))]
-    else:
-        statuses = control.read_statuses(control.running_nodes())
-        if not statuses:
-            raise LocalError(f"no node is running here (no status socket in {control.SOCKET_DIR})")
+    statuses = _statuses(names)
     if formats == ["--json"]:
         print(json.dumps(statuses[0] if names else statuses, indent=2))
     elif formats == ["--prometheus"]:
@@ -185,19 +181,24 @@ def status_command(args: list[str]) -> int:
     return EXIT_OK
 
 
-def reload_command(args: list[str]) -> int:
-    """SIGHUP to each running node (or the one named), found by its status socket."""
+def _statuses(names: list[str]) -> list[dict[str, Any]]:
+    """The status of the node named (`names`: none or one), or of every node running here;
+    LocalError in one line when there is none."""
     from smolmesh import control
 
+    if names:
+        return [control.read_status(control.socket_path(names[0]))]
+    statuses = control.read_statuses(control.running_nodes())
+    if not statuses:
+        raise LocalError(f"no node is running here (no status socket in {control.SOCKET_DIR})")
+    return statuses
+
+
+def reload_command(args: list[str]) -> int:
+    """SIGHUP to each running node (or the one named), found by its status socket."""
     if len(args) > 1 or any(arg.startswith("-") for arg in args):
         raise UsageError("usage: smolmesh reload [NODE_NAME]")
-    if args:
-        statuses = [control.read_status(control.socket_path(args[0]))]
-    else:
-        statuses = control.read_statuses(control.running_nodes())
-        if not statuses:
-            raise LocalError(f"no node is running here (no status socket in {control.SOCKET_DIR})")
-    for status in statuses:
+    for status in _statuses(args):
         try:
             os.kill(status["pid"], signal.SIGHUP)
         except OSError as error:
