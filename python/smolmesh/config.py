@@ -213,6 +213,9 @@ def _reshape_decode(message: str, data: bytes | str | Mapping[str, Any]) -> str:
     text = message.removeprefix("JSON is malformed: ")
     if text == "Input data was truncated":
         text = "the JSON ends too early"
+    elif text.lower().startswith("invalid utf-8"):
+        # msgspec 0.23 checks UTF-8 itself; before, decoding raised UnicodeDecodeError (below).
+        text = "a string is not valid UTF-8"
     offset_match = _BYTE_OFFSET.search(text)
     where = ""
     if offset_match and isinstance(data, bytes):
