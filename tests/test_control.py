@@ -5,21 +5,30 @@ only its own. Real Unix sockets under both event loops a node may run on (uvloop
 from __future__ import annotations
 
 import asyncio
+import gc
+import json
 import logging
 import os
 import socket
-from collections.abc import Callable, Coroutine
+import sys
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import pytest
 
-from smolmesh import control
+from smolmesh import control, tuning
+from smolmesh._core import CMD_IPV6
+from smolmesh.node import Node
+from smolmesh.router import Link, now_ms
+
+T = TypeVar("T")
 
 pytestmark = pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="needs Unix sockets")
 
 
-def run_on(loop_name: str) -> Callable[[Coroutine[Any, Any, None]], None]:
+def run_on(loop_name: str) -> Callable[[Coroutine[Any, Any, T]], T]:
     if loop_name == "uvloop":
         uvloop = pytest.importorskip("uvloop")
         return uvloop.run
@@ -29,8 +38,13 @@ def run_on(loop_name: str) -> Callable[[Coroutine[Any, Any, None]], None]:
 loops = pytest.mark.parametrize("loop_name", ["uvloop", "asyncio"])
 
 
-def node_status(name: str) -> Callable[[], dict[str, Any]]:
-    return lambda: {"node_name": name, "pid": os.getpid()}
+def node_status(name: str, **fields: Any) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """A status callable as a node serves it (`Node.status_in_slices`)."""
+
+    async def status() -> dict[str, Any]:
+        return {"node_name": name, "pid": os.getpid(), **fields}
+
+    return status
 
 
 def file_id(path: Path) -> tuple[int, int]:
@@ -69,14 +83,12 @@ def test_a_running_node_of_the_same_name_keeps_its_socket(
     path = control.socket_path("twin", tmp_path)
 
     async def scenario() -> None:
-        first = await control.serve_status(lambda: {"node_name": "twin", "which": "first"}, path)
+        first = await control.serve_status(node_status("twin", which="first"), path)
         assert first is not None
         try:
             served_by_first = file_id(path)
             with caplog.at_level(logging.WARNING, logger="smolmesh.control"):
-                second = await control.serve_status(
-                    lambda: {"node_name": "twin", "which": "second"}, path
-                )
+                second = await control.serve_status(node_status("twin", which="second"), path)
             assert second is None
             warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
             assert len(warnings) == 1, warnings
@@ -184,3 +196,62 @@ def test_the_listing_skips_sockets_of_killed_nodes(tmp_path: Path, loop_name: st
 def test_the_listing_is_empty_when_only_killed_nodes_left_sockets(tmp_path: Path) -> None:
     leave_socket_file(control.socket_path("gone", tmp_path))
     assert control.read_statuses(control.running_nodes(tmp_path)) == []
+
+
+class _Peer:
+    """Where the routes of the full table below were heard: all a route's row reads of its link."""
+
+    label = "10.0.0.2:5000"
+    silent = False
+    returns_announcements = False
+
+
+def test_a_full_route_table_is_served_without_holding_up_the_node(tmp_path: Path) -> None:
+    """Every route a node may hold (tuning.MAX_ROUTES) is described for `smolmesh status` while
+    the event loop keeps turning: built in slices and encoded in one quick call, where building
+    it in one go stood the loop still for 3 s, long enough for peers to find the node silent."""
+    path = control.socket_path("full-table", tmp_path)
+    addresses = [b"\xfd" + n.to_bytes(15, "big") for n in range(tuning.MAX_ROUTES - 1)]
+    addresses.append(b"\x00" * 12 + bytes([10, 1, 2, 3]))  # IPv4-compatible: written as ipaddress
+
+    async def scenario() -> tuple[float, str]:
+        node = Node({"node_name": "full-table"}, tun=False)
+        rows = [(CMD_IPV6, now_ms(), address, b"announcement") for address in addresses]
+        node.router.on_triaged(cast(Link, _Peer()), rows)
+        assert len(node.router.routes) == tuning.MAX_ROUTES
+        gc.collect()  # as a running node has long since done for the routes it learnt one by one
+        served = await control.serve_status(node.status_in_slices, path)
+        assert served is not None
+        longest = 0.0
+
+        async def watch_the_loop() -> None:
+            nonlocal longest
+            while True:
+                started = time.monotonic()
+                await asyncio.sleep(0.005)
+                longest = max(longest, time.monotonic() - started)
+
+        watcher = asyncio.create_task(watch_the_loop())
+        try:
+            # Read by another process, as `smolmesh status` does: decoding 8 MB of JSON in a
+            # thread of this one would hold the GIL and stall the loop in the client's place.
+            reader = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                "import json, sys; from smolmesh import control\n"
+                "status = control.read_status(sys.argv[1])\n"
+                "print(json.dumps([len(status['routes']), status['routes'][-1]]))",
+                str(path),
+                stdout=asyncio.subprocess.PIPE,
+            )
+            out, _ = await asyncio.wait_for(reader.communicate(), 60)
+        finally:
+            watcher.cancel()
+            await control.close_status(served, path)
+        return longest, out.decode()
+
+    longest, out = run_on("uvloop")(scenario())
+    count, last = json.loads(out)
+    assert count == tuning.MAX_ROUTES
+    assert last == {"address": "::a01:203", "via": "10.0.0.2:5000", "name": None, "backup_paths": 0}
+    assert longest < 0.25, f"the loop stood still for {longest:.2f} s"

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
+import pytest
+
 from smolmesh import control
+from smolmesh.router import format_address
 
 # A sample line of the exposition format: name{label="value",...} number.
 SAMPLE = re.compile(
@@ -60,3 +64,29 @@ def test_metrics_of_two_nodes_are_one_exposition_with_escaped_labels() -> None:
     assert 'smolmesh_tun_writes_total{node="plain"} 5' in lines
     # A figure the kernel did not give (no TCP_INFO) is left out, not printed as 0.
     assert not any(line.startswith('smolmesh_link_rtt_seconds{node="plain"') for line in lines)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "::",
+        "::1",
+        "::ffff:1.2.3.4",
+        "::1.2.3.4",
+        "::ffff:0:1.2.3.4",
+        "64:ff9b::1.2.3.4",
+        "fd00::",
+        "fdf0:1:0:0:1::1",
+        "1:0:1:0:1:0:1:0",
+        "1:0:0:1:0:0:0:1",
+        "fd12:3456:789a:bcde:f012:3456:789a:bcde",
+        "0.0.0.0",
+        "10.1.2.3",
+        "255.255.255.255",
+    ],
+)
+def test_route_addresses_are_written_as_ipaddress_writes_them(text: str) -> None:
+    # The status writes each route's address with inet_ntop (fast enough for a full table); the
+    # text must stay what it was with ipaddress, which scripts and the README show.
+    address = ipaddress.ip_address(text)
+    assert format_address(address.packed) == str(address)

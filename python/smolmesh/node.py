@@ -44,7 +44,7 @@ from smolmesh.links.legacy_tcp import LegacyTcpLink
 from smolmesh.links.secure_tcp import SecureTcpLink, secure_psk
 from smolmesh.links.tcp import PendingHandshakes, TcpLink, dial_forever, listen
 from smolmesh.ratelimit import TokenBucket
-from smolmesh.router import Link, Router, format_address, now_ms
+from smolmesh.router import Link, Route, Router, format_address, now_ms
 
 log = logging.getLogger("smolmesh.node")
 
@@ -315,6 +315,31 @@ class Node:
 
     def status(self) -> dict[str, Any]:
         """Everything `smolmesh status` shows, as plain JSON-ready data."""
+        status = self._status_without_routes()
+        status["routes"] = _route_rows(self.router.routes, list(self.router.routes))
+        return status
+
+    async def status_in_slices(self) -> dict[str, Any]:
+        """`status()`, with the event loop let in between slices of the route table: what the
+        status socket serves. A full table (65,536 routes) takes about 0.1 s to describe on a
+        slow machine, and packets would wait that long behind it.
+
+        A route learnt or forgotten while it is built may be missed or shown all the same."""
+        status = self._status_without_routes()
+        routes = self.router.routes
+        # The addresses, not (address, route) pairs: bytes are no work for the garbage collector,
+        # while 65,536 pairs that outlive a turn of the loop set off a full collection (45 ms).
+        addresses = list(routes)
+        rows: list[dict[str, Any]] = []
+        step = tuning.STATUS_ROUTES_PER_SLICE
+        for start in range(0, len(addresses), step):
+            if start:
+                await asyncio.sleep(0)
+            rows += _route_rows(routes, addresses[start : start + step])
+        status["routes"] = rows
+        return status
+
+    def _status_without_routes(self) -> dict[str, Any]:
         return {
             "node_name": self.config.node_name,
             "address": str(self.address),
@@ -323,10 +348,7 @@ class Node:
             "started_at": self.started_at,
             "tun": self.config.tun_name if self._tun is not None else None,
             "links": [dataclasses.asdict(link) for link in self.links],
-            "routes": [
-                {**dataclasses.asdict(route), "address": str(route.address)}
-                for route in self.routes.values()
-            ],
+            "routes": [],  # filled in by the caller, in this place
             # Packets handed to the host through the device, and the writes that took them: fewer
             # writes than packets is TCP segments coalesced (tun/linux.py).
             "tun_packets_written": self._tun.packets_written if self._tun is not None else 0,
@@ -537,6 +559,25 @@ class Node:
             log.warning("host route to %s: %s", format_address(address), error)
 
 
+def _route_rows(routes: Mapping[bytes, Route], addresses: list[bytes]) -> list[dict[str, Any]]:
+    """The status's rows (the fields of RouteInfo) for these addresses of the router's table, less
+    any forgotten since the list was made. Each row holds only strings and numbers, so the garbage
+    collector does not track it."""
+    rows = []
+    for address in addresses:
+        route = routes.get(address)
+        if route is not None:
+            rows.append(
+                {
+                    "address": format_address(address),
+                    "via": route.link.label,
+                    "name": route.name,
+                    "backup_paths": len(route.paths) - 1,
+                }
+            )
+    return rows
+
+
 def run_meshnode(
     config: Config, log_level: str | None = None, config_path: str | None = None
 ) -> int:
@@ -565,7 +606,7 @@ def run_meshnode(
             _reload_on_sighup(loop, node, config_path)
         await node.start()
         status_path = control.socket_path(config.node_name)
-        status_server = await control.serve_status(node.status, status_path)
+        status_server = await control.serve_status(node.status_in_slices, status_path)
         try:
             await stop.wait()
         finally:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -92,7 +93,13 @@ def now_ms() -> int:
 
 
 def format_address(address: bytes) -> str:
-    return str(ipaddress.ip_address(address))
+    """An address as `ipaddress` writes it, about eight times faster (status lists every route).
+
+    inet_ntop writes the same text, except for IPv6 addresses it ends in dotted IPv4."""
+    if len(address) == 4:
+        return socket.inet_ntop(socket.AF_INET, address)
+    text = socket.inet_ntop(socket.AF_INET6, address)
+    return text if "." not in text else str(ipaddress.IPv6Address(address))
 
 
 @dataclass(eq=False)

@@ -52,6 +52,11 @@ MAX_ROUTES = 65536  # addresses remembered; announcements of further addresses a
 ROUTE_TTL_S = 180.0  # a route not refreshed by any announcement for this long is forgotten
 MAINTENANCE_PERIOD_S = 1.0
 
+# --- Status ---
+# The status socket describes this many routes at a time between turns of the event loop (a few
+# milliseconds each on a slow machine), so that a full route table does not hold up packets.
+STATUS_ROUTES_PER_SLICE = 2048
+
 # --- Data plane ---
 TUN_READ_BATCH = 256  # packets read from the TUN device per wake-up
 RECEIVE_QUEUE_LIMIT = 4096  # packets held for Node.receive() when there is no TUN device
