@@ -1,7 +1,8 @@
 """A listening node N against misbehaving peers: a wrong key, garbage, a forged frame, truncated
 streams, odd but well-formed packets, and 300 idle connections on its legacy_tcp port; a wrong key,
 garbage, a forged frame and a replayed handshake on its secure_tcp port. N must keep serving a good
-peer, log each bad connection once, keep its memory bounded and close the idle connections."""
+peer, log each bad connection once, keep its memory bounded and close the idle connections. A
+member that announces hundreds of names as long as a packet leaves N's memory and log bounded."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from netns import Lab, tcp_connect, tcp_listen, wait_until
-from smolmesh import _core
+from smolmesh import _core, control
 from smolmesh.links.secure_tcp import secure_psk
 from test_e2e_kit import (
     KEY,
@@ -196,6 +197,24 @@ def attack(host: str, key: str) -> None:
         sock.close()
 
 
+def announce_huge_names(host: str, key: str, count: int, size: int) -> None:
+    """A member (it has the key) that announces `count` node names of `size` bytes each, as long
+    as the protocol allows, then keeps its link open for a minute so the routes stay."""
+    sock, sealer = handshake(host, key.encode())
+    now = int(time.time() * 1000)
+    for first in range(0, count, 10):
+        names = [f"{n:06d}".encode() + b"n" * (size - 6) for n in range(first, first + 10)]
+        sock.sendall(sealer.seal_batch([_core.make_packet(now, _core.CMD_NAME, n) for n in names]))
+    report(case="announced", count=count, size=size)
+    sock.settimeout(60)
+    try:
+        while sock.recv(1 << 16):  # N's own announcements and its floods, until the test ends
+            pass
+    except OSError:
+        pass
+    sock.close()
+
+
 # ----------------------------------------------------------------------------------------------
 # The test
 
@@ -330,3 +349,51 @@ def test_node_keeps_serving_while_peers_misbehave(tmp_path) -> None:
         assert node.alive and peer.alive
         assert lab.ping(good, node_address(NAME_N), count=2, timeout=5).ok
         assert rss["after"] - rss["before"] < 32 * 1024, rss
+
+
+HUGE_NAMES, HUGE_NAME_BYTES = 600, 60_000  # 36 MB of announcements
+MAX_ROUTE_BYTES = 16 * 1024 * 1024  # smolmesh.tuning.MAX_ROUTE_BYTES
+
+
+def test_a_member_announcing_huge_names_leaves_memory_and_log_bounded(tmp_path) -> None:
+    """A name may be as long as a packet. A peer with the key announcing 600 names of 60,000 bytes
+    would have N hold 72 MB (each announcement and its name) and log 36 MB. N holds up to
+    MAX_ROUTE_BYTES of them, logs the start of each name and says once that its table is full;
+    it keeps serving its good peer."""
+    with Lab(tmp_path) as lab:
+        n, hostile, good = lab.namespace(), lab.namespace(), lab.namespace()
+        to_hostile, to_good = lab.link(n, hostile), lab.link(n, good)
+        node = start_node(lab, n, lab.node_config(NAME_N, [tcp_listen(PORT, [KEY])]))
+        wait_up(node)
+        peer = start_node(
+            lab, good, lab.node_config(NAME_G, [tcp_connect(to_good.ipv4_a, PORT, KEY)])
+        )
+        wait_up(peer)
+        wait_route(peer, NAME_N, timeout=10)
+        time.sleep(1.0)  # let it settle before the first reading
+        rss_before = rss_kib(node.pid)
+
+        tests_dir = Path(__file__).resolve().parent
+        program = (
+            f"import sys; sys.path.insert(0, {str(tests_dir)!r}); import test_e2e_hostile; "
+            f"test_e2e_hostile.announce_huge_names({to_hostile.ipv4_a!r}, {KEY!r},"
+            f" {HUGE_NAMES}, {HUGE_NAME_BYTES})"
+        )
+        member = lab.spawn(hostile, [sys.executable, "-c", program], "member.log")
+        assert member.wait_for_log('"case": "announced"', timeout=60), member.log()
+        assert node.wait_for_log("route table full", timeout=20), node.log_tail()
+        time.sleep(1.0)  # what was sent is taken in
+        status = control.read_status(control.socket_path(NAME_N))
+        rss_after = rss_kib(node.pid)
+        log_bytes = len(node.log().encode())
+        print(f"\nhostile: {HUGE_NAMES} names of {HUGE_NAME_BYTES} bytes: N holds"
+              f" {len(status['routes'])} routes, RSS {rss_before} -> {rss_after} KiB,"
+              f" log {log_bytes} bytes")  # fmt: skip
+
+        huge = [r for r in status["routes"] if r["name"] and len(r["name"]) == HUGE_NAME_BYTES]
+        held = 2 * HUGE_NAME_BYTES + _core.HEADER_LEN  # the announcement and the name
+        assert 0 < len(huge) <= MAX_ROUTE_BYTES // held, len(huge)
+        assert len(log_lines(node, "route table full")) == 1, node.log_tail()
+        assert log_bytes < 1024 * 1024, log_bytes
+        assert rss_after - rss_before < 2 * MAX_ROUTE_BYTES // 1024, (rss_before, rss_after)
+        assert node.alive and lab.ping(good, node_address(NAME_N), count=2, timeout=5).ok

@@ -49,6 +49,10 @@ ANNOUNCE_MAX_S = 10.0
 REANNOUNCE_MIN_S = 0.05
 REANNOUNCE_MAX_S = 0.3
 MAX_ROUTES = 65536  # addresses remembered; announcements of further addresses are ignored
+# Bytes of announcements and node names the route table holds; beyond, new addresses are ignored
+# as beyond MAX_ROUTES. A name may be as long as a packet (65,526 bytes), so without this bound
+# 65,536 routes could hold 8 GiB. Ordinary names (up to ~100 bytes) fill MAX_ROUTES first.
+MAX_ROUTE_BYTES = 16 * 1024 * 1024
 ROUTE_TTL_S = 180.0  # a route not refreshed by any announcement for this long is forgotten
 MAINTENANCE_PERIOD_S = 1.0
 
