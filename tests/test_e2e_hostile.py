@@ -6,6 +6,7 @@ member that announces hundreds of names as long as a packet leaves N's memory an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -25,6 +26,7 @@ from test_e2e_kit import (
     log_time,
     node_address,
     rss_kib,
+    smolmesh_command,
     start_node,
     wait_route,
     wait_up,
@@ -215,6 +217,22 @@ def announce_huge_names(host: str, key: str, count: int, size: int) -> None:
     sock.close()
 
 
+def open_links(host: str, key: str, count: int) -> None:
+    """A member that opens `count` links (handshake done) at once and holds them: reports how
+    many the node kept open, then holds them for a minute or until the test stops it."""
+    links = [handshake(host, key.encode())[0] for _ in range(count)]
+    time.sleep(2.0)  # a refused link is closed at once; a kept one sends an announcement
+    kept = 0
+    for sock in links:
+        sock.settimeout(0.5)
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            kept += sock.recv(1 << 16) != b""
+    report(case="links", opened=count, kept=kept)
+    time.sleep(60)
+    for sock in links:
+        sock.close()
+
+
 # ----------------------------------------------------------------------------------------------
 # The test
 
@@ -397,3 +415,59 @@ def test_a_member_announcing_huge_names_leaves_memory_and_log_bounded(tmp_path) 
         assert log_bytes < 1024 * 1024, log_bytes
         assert rss_after - rss_before < 2 * MAX_ROUTE_BYTES // 1024, (rss_before, rss_after)
         assert node.alive and lab.ping(good, node_address(NAME_N), count=2, timeout=5).ok
+
+
+FILES_KEPT_FREE = 128  # smolmesh.tuning.FILES_KEPT_FREE: open files not given to links
+FLOOD_LINKS = 400
+
+
+def test_links_beyond_the_open_file_limit_are_refused_and_said_so(tmp_path) -> None:
+    """Each link is an open file. Offered 400 links, a node whose process may open 300 files takes
+    172 and refuses the rest with a log line, keeping files for `smolmesh status` and for peers
+    once the flood is gone. Without the bound its event loop reset the connections it had no
+    file for, in mid-handshake and without a word in its log. With a hard limit above its soft
+    one the node raises its own and takes all 400."""
+    with Lab(tmp_path) as lab:
+        n, m, hostile, good = (lab.namespace() for _ in range(4))
+        to_n, to_m, good_n = lab.link(n, hostile), lab.link(m, hostile), lab.link(n, good)
+        started = []
+        for ns, name, nofile in ((n, NAME_N, "300:300"), (m, NAME_G + "-m", "300:4096")):
+            path = lab.write_config(lab.node_config(name, [tcp_listen(PORT, [KEY])]), name)
+            argv = ["prlimit", f"--nofile={nofile}", *smolmesh_command(), "meshnode", str(path)]
+            started.append(lab.spawn(ns, argv, f"{name}.log"))
+        node, roomy = started
+        wait_up(node)
+        wait_up(roomy)
+
+        tests_dir = Path(__file__).resolve().parent
+        members = []
+        for target in (to_n, to_m):
+            program = (
+                f"import sys; sys.path.insert(0, {str(tests_dir)!r}); import test_e2e_hostile; "
+                f"test_e2e_hostile.open_links({target.ipv4_a!r}, {KEY!r}, {FLOOD_LINKS})"
+            )
+            members.append(
+                lab.spawn(hostile, [sys.executable, "-c", program], f"member-{len(members)}.log")
+            )
+        for member in members:
+            assert member.wait_for_log('"case": "links"', timeout=60), member.log()
+        at_n, at_m = (reports(member.log())["links"] for member in members)
+        print(f"\nhostile: {FLOOD_LINKS} links to a node that may open 300 files:"
+              f" {at_n['kept']} kept;"
+              f" to one that may raise its limit to 4096: {at_m['kept']} kept")  # fmt: skip
+
+        assert at_n["kept"] == 300 - FILES_KEPT_FREE, at_n
+        refused = log_lines(node, r"link \S+ refused: too many links \((\d+) up")
+        assert refused and all(int(found[1]) == 172 for _, found in refused), node.log_tail()
+        status = control.read_status(control.socket_path(NAME_N))
+        assert len(status["links"]) == 172 and status["links_allowed"] == 172
+        assert at_m["kept"] == FLOOD_LINKS, (at_m, roomy.log_tail())
+
+        # The flood gone, a good peer links to N and pings it.
+        for member in members:
+            member.terminate()
+        peer = start_node(
+            lab, good, lab.node_config(NAME_G, [tcp_connect(good_n.ipv4_a, PORT, KEY)])
+        )
+        wait_route(peer, NAME_N, timeout=20)
+        assert lab.ping(good, node_address(NAME_N), count=2, timeout=5).ok

@@ -150,12 +150,17 @@ class Node:
         self._link_rates: dict[Link, tuple[float, float]] = {}
         self.started = False
         self.started_at = 0.0
+        # Links that may be up at once before incoming ones are refused: set at start from the
+        # open-file limit of the process (see _room_for_incoming_link).
+        self.links_allowed = 0
 
     # --- Lifecycle ---
     async def start(self) -> None:
         if self.started:
             return
         self._stopping.clear()  # a stopped node may be started again
+        limit = open_file_limit()
+        self.links_allowed = max(1, limit - tuning.FILES_KEPT_FREE) if limit else 1 << 31
         try:
             if self.use_tun:
                 self._open_tun()
@@ -173,7 +178,12 @@ class Node:
         self._tasks.append(asyncio.create_task(self._maintain_forever()))
         self.started = True
         self.started_at = time.time()
-        log.info("node %s up as %s", self.config.node_name, self.address)
+        log.info(
+            "node %s up as %s%s",
+            self.config.node_name,
+            self.address,
+            f" (at most {self.links_allowed} links)" if limit else "",
+        )
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -348,6 +358,7 @@ class Node:
             "started_at": self.started_at,
             "tun": self.config.tun_name if self._tun is not None else None,
             "links": [dataclasses.asdict(link) for link in self.links],
+            "links_allowed": self.links_allowed,  # then incoming links are refused
             "routes": [],  # filled in by the caller, in this place
             # Packets handed to the host through the device, and the writes that took them: fewer
             # writes than packets is TCP segments coalesced (tun/linux.py).
@@ -395,9 +406,22 @@ class Node:
         link.on_up = self._link_up
         link.on_down = lambda link, reason: self._link_changed()
         link.on_silence = self._link_silence
+        if not outgoing:
+            link.admit = self._room_for_incoming_link
         self._all_links.add(link)
         link.closed.add_done_callback(lambda _: self._all_links.discard(link))
         return link
+
+    def _room_for_incoming_link(self) -> str | None:
+        """None while an incoming link may come up; else why not. Each link is an open file, and
+        a process out of them accepts nothing more and logs nothing about it: the event loop
+        resets the connections it has no file for."""
+        if len(self.router.links) < self.links_allowed:
+            return None
+        return (
+            f"too many links ({len(self.router.links)} up; this process may open"
+            f" {open_file_limit()} files, {tuning.FILES_KEPT_FREE} of them kept for the rest)"
+        )
 
     def _link_up(self, link: TcpLink) -> None:
         """Greet a new peer with a fresh announcement of this node, then tell the whole mesh."""
@@ -559,6 +583,38 @@ class Node:
             log.warning("host route to %s: %s", format_address(address), error)
 
 
+def open_file_limit() -> int | None:
+    """How many files this process may open (the soft RLIMIT_NOFILE); None where there is no
+    such limit (Windows) or it is unlimited."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def raise_open_file_limit() -> None:
+    """Raise this process's soft limit of open files to its hard limit, as Go's runtime does for
+    every program. Each link is a socket, and systemd's default soft limit (1024) would refuse a
+    hub's thousandth peer while its hard limit (524,288) allows far more."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # An unlimited hard limit still stops at the kernel's fs.nr_open (2**20 unless raised).
+    wanted = min(hard, _NR_OPEN) if hard != resource.RLIM_INFINITY else _NR_OPEN
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as error:
+            log.debug("open-file limit stays at %d: %s", soft, error)
+
+
+_NR_OPEN = 1 << 20
+
+
 def _route_rows(routes: Mapping[bytes, Route], addresses: list[bytes]) -> list[dict[str, Any]]:
     """The status's rows (the fields of RouteInfo) for these addresses of the router's table, less
     any forgotten since the list was made. Each row holds only strings and numbers, so the garbage
@@ -591,6 +647,7 @@ def run_meshnode(
         import pyroute2  # noqa: F401
 
     logging.getLogger("pyroute2").setLevel(max(logging.getLogger().level, logging.WARNING))
+    raise_open_file_limit()
 
     from smolmesh import control
 

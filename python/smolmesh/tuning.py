@@ -7,6 +7,11 @@ packets) come from the Rust core (`smolmesh._core`); these are our choices and m
 # --- Links ---
 HANDSHAKE_TIMEOUT_S = 10.0  # an unauthenticated connection is closed after this
 MAX_PENDING_HANDSHAKES = 64  # beyond this, a new connection evicts the oldest unauthenticated one
+# Incoming links are refused once the links up would leave fewer than this many of the process's
+# open files (RLIMIT_NOFILE) for the rest: unauthenticated connections, listeners, dials, the TUN
+# device, netlink, the status socket and its clients. `smolmesh meshnode` first raises its soft
+# limit to the hard one.
+FILES_KEPT_FREE = MAX_PENDING_HANDSHAKES + 64
 CONNECT_TIMEOUT_S = 10.0
 # Refused incoming connections get a log line each up to this many per period; the rest are
 # counted in one line when the next period begins.

@@ -154,6 +154,8 @@ class TcpLink(asyncio.Protocol):
         self.on_down: Callable[[TcpLink, str], None] | None = None
         self.on_handshake_done: Callable[[TcpLink], None] | None = None
         self.on_refused: Callable[[str, str], None] | None = None  # (peer, why), before the link
+        # Asked when the handshake is done: None lets the link come up, a reason closes it.
+        self.admit: Callable[[], str | None] | None = None
         self.is_up = False
         self.up_since: float | None = None
         self.bytes_received = 0
@@ -330,6 +332,10 @@ class TcpLink(asyncio.Protocol):
     def _up(self, sealer: Sealer, opener: Opener, psk: bytes) -> None:
         """The handshake with `psk` is done: frames flow from now on, and the router hears of the
         link."""
+        refusal = self.admit() if self.admit is not None else None
+        if refusal is not None:
+            self.close(refusal)
+            return
         self.psk = psk
         self._sealer = sealer
         self._opener = opener
