@@ -310,6 +310,7 @@ class FakeLink:
         self.sent: list[bytes] = []
         self.returns_announcements = False
         self.silent = False
+        self.congested_since: float | None = None  # it takes everything at once
 
     def send_packets(self, packets: list[bytes], *, control: bool = False) -> None:
         self.sent.extend(packets)

@@ -131,6 +131,14 @@ class Route:
     paths: dict[Link, tuple[int, float]] = field(default_factory=dict)
 
 
+@dataclass(eq=False)
+class _Replay:
+    """The addresses known when a link came up, and how many of them its peer has been sent."""
+
+    addresses: list[bytes]
+    position: int = 0
+
+
 class Router:
     """Routes and forwarding for one node. Links register with `link_up`/`link_down`."""
 
@@ -153,6 +161,8 @@ class Router:
         # Bytes of the announcements and names `routes` holds, bounded by MAX_ROUTE_BYTES.
         self.route_bytes = 0
         self._route_limit_logged = False
+        # Links whose peer is still being told the routes known when it came up (link_up).
+        self._replays: dict[Link, _Replay] = {}
 
     # --- Links ---
     def link_up(self, link: Link) -> None:
@@ -162,14 +172,40 @@ class Router:
         so the peer learns the mesh now instead of over the next 5-10 s of floods.
         """
         self.links.append(link)
-        known = [route.announcement for route in self.routes.values() if route.announcement]
-        if known:
-            link.send_packets(known, control=True)
+        if self.routes:
+            self._replays[link] = _Replay(list(self.routes))
+            self.link_writable(link)
+
+    def link_writable(self, link: Link) -> None:
+        """The send buffer of `link` has room (again): go on replaying the table to its peer.
+
+        The replay goes a slice at a time while the buffer stays under its mark, and takes each
+        route's freshest announcement as it goes, so a peer that reads slowly, or not at all,
+        holds back only a list of addresses here, not a copy of the table's announcements.
+        """
+        replay = self._replays.get(link)
+        if replay is None:
+            return
+        addresses, routes = replay.addresses, self.routes
+        while replay.position < len(addresses) and link.congested_since is None:
+            batch: list[bytes] = []
+            size = 0
+            while replay.position < len(addresses) and size < tuning.REPLAY_SLICE_BYTES:
+                route = routes.get(addresses[replay.position])
+                replay.position += 1
+                if route is not None and route.announcement:
+                    batch.append(route.announcement)
+                    size += len(route.announcement)
+            if batch:
+                link.send_packets(batch, control=True)
+        if replay.position >= len(addresses):
+            del self._replays[link]
 
     def link_down(self, link: Link) -> None:
         """Forget a link; move its routes to the freshest backup path, or drop them."""
         if link in self.links:
             self.links.remove(link)
+        self._replays.pop(link, None)
         for address, route in list(self.routes.items()):
             route.paths.pop(link, None)
             if route.link is not link:

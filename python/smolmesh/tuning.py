@@ -40,10 +40,14 @@ SILENCE_CHECK_PERIOD_S = 0.1
 # reached its kernel makes the link silent. See links/tcp.py, _unanswered_echo.
 ECHO_AFTER_S = 0.25
 ECHO_TIMEOUT_S = 0.5
-# Per-link send buffer: above the high mark data packets are dropped (announcements still go);
-# a link that stays above it for STALL_TIMEOUT_S is a stalled peer and is closed.
+# Per-link send buffer: above the high mark data packets are dropped (announcements still go, up
+# to SEND_BUFFER_MAX); a link that stays above it for STALL_TIMEOUT_S is a stalled peer and is
+# closed. The table's announcements replayed to a new peer go REPLAY_SLICE_BYTES at a time while
+# the buffer is under the high mark, and wait for it to drain below the low one.
 SEND_BUFFER_HIGH = 2 * 1024 * 1024
 SEND_BUFFER_LOW = 512 * 1024
+SEND_BUFFER_MAX = 2 * SEND_BUFFER_HIGH
+REPLAY_SLICE_BYTES = 256 * 1024
 STALL_TIMEOUT_S = 15.0
 
 # --- Routing ---

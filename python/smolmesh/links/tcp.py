@@ -318,6 +318,8 @@ class TcpLink(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.congested_since = None
+        if self.is_up:
+            self.router.link_writable(self)
 
     # --- Handshake (subclasses) ---
     def _begin_handshake(self, stream: asyncio.Transport) -> None:
@@ -364,7 +366,9 @@ class TcpLink(asyncio.Protocol):
         """Seal and send mesh packets; data is dropped while the send buffer is over its mark."""
         if not self.is_up or self._sealer is None or self.transport is None:
             return
-        if self.congested_since is not None and not control:
+        if self.congested_since is not None and (
+            not control or self.transport.get_write_buffer_size() >= tuning.SEND_BUFFER_MAX
+        ):
             self.packets_dropped += len(packets)
             return
         wire = self._sealer.seal_batch(packets)

@@ -1,0 +1,112 @@
+"""What a node's route table costs it. The table's byte bound (tuning.MAX_ROUTE_BYTES) in the
+router alone: what it holds is counted as routes come and go, so a table that filled takes new
+routes again once they leave. The replay of the table to a new peer over real loopback TCP: paced
+by what the peer reads, so a peer that reads nothing holds back at most SEND_BUFFER_MAX. The
+end-to-end test of a member announcing huge names is in test_e2e_hostile.py."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from typing import cast
+
+import pytest
+
+from smolmesh import Node, _core, tuning
+from smolmesh.links.tcp import TcpLink
+from smolmesh.router import Link, Router, now_ms
+
+KEY = "table bounds key"
+
+
+class _Peer:
+    """All the router reads of a link whose routes come and go here."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.silent = False
+        self.returns_announcements = False
+
+
+def announce(router: Router, link: _Peer, names: list[bytes]) -> None:
+    timestamp = now_ms()
+    rows = [
+        (_core.CMD_NAME, timestamp, name, _core.make_packet(timestamp, _core.CMD_NAME, name))
+        for name in names
+    ]
+    router.on_triaged(cast(Link, link), rows)
+
+
+def test_held_bytes_are_counted_as_routes_come_and_go(caplog: pytest.LogCaptureFixture) -> None:
+    router = Router([], lambda packets: None)
+    size = 60_000
+    held = 2 * size + _core.HEADER_LEN  # the announcement and the name
+    fits = tuning.MAX_ROUTE_BYTES // held
+    first, second = _Peer("first"), _Peer("second")
+    with caplog.at_level(logging.WARNING, logger="smolmesh.router"):
+        announce(router, first, [b"%06d" % n + b"a" * (size - 6) for n in range(fits + 20)])
+    assert len(router.routes) == fits
+    assert router.route_bytes == fits * held
+    assert [r.getMessage() for r in caplog.records if "table full" in r.getMessage()]
+
+    router.link_down(cast(Link, first))  # every route it brought goes, with its bytes
+    assert not router.routes and router.route_bytes == 0
+    announce(router, second, [b"short name", b"another"])
+    assert len(router.routes) == 2
+    assert router.route_bytes == 2 * _core.HEADER_LEN + 2 * len(b"short name" + b"another")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_the_table_is_replayed_as_fast_as_the_peer_reads() -> None:
+    """A node holding 8 MB of announcements (130 names of 60,000 bytes) that gains a peer which
+    reads nothing queues the high mark and one slice for it, 2.3 MB (it queued the 5 MB the
+    kernel did not take), while a peer that reads learns every route."""
+    names = [b"%06d" % n + b"r" * 59_994 for n in range(130)]
+
+    async def scenario() -> tuple[int, int]:
+        port = free_port()
+        listen = {"type": "legacy_tcp_listen", "port": port, "keys": [KEY]}
+        node = Node({"node_name": "replaying", "transports": [listen]}, tun=False)
+        await node.start()
+        announce(node.router, _Peer("an earlier peer"), names)
+        assert len(node.router.routes) == len(names)
+        loop = asyncio.get_running_loop()
+        # A peer that reads nothing, with a small window so that the kernels take little.
+        mute = socket.socket()
+        mute.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        mute.setblocking(False)
+        peer = None
+        try:
+            await loop.sock_connect(mute, ("127.0.0.1", port))
+            await loop.sock_sendall(mute, _core.make_hello(KEY.encode(), os.urandom(_core.IV_LEN)))
+            deadline = time.monotonic() + 10
+            while not node.router.links and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            (link,) = node.router.links
+            await asyncio.sleep(1.0)  # what the kernel takes is taken by now
+            queued = cast(TcpLink, link).transport.get_write_buffer_size()
+
+            dial = {"type": "legacy_tcp_connect", "host": "127.0.0.1", "port": port, "key": KEY}
+            peer = Node({"node_name": "reading", "transports": [dial]}, tun=False)
+            await peer.start()
+            deadline = time.monotonic() + 20
+            while len(peer.router.routes) <= len(names) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            return queued, len(peer.router.routes)
+        finally:
+            mute.close()
+            if peer is not None:
+                await peer.stop()
+            await node.stop()
+
+    queued, learnt = asyncio.run(scenario())
+    assert queued <= tuning.SEND_BUFFER_HIGH + tuning.REPLAY_SLICE_BYTES, queued
+    assert learnt == len(names) + 1  # and the node's own address
