@@ -416,6 +416,7 @@ def test_a_member_announcing_huge_names_leaves_memory_and_log_bounded(tmp_path) 
         huge = [r for r in status["routes"] if r["name"] and len(r["name"]) == HUGE_NAME_BYTES]
         held = 2 * HUGE_NAME_BYTES + _core.HEADER_LEN  # the announcement and the name
         assert 0 < len(huge) <= MAX_ROUTE_BYTES // held, len(huge)
+        assert len(huge) * held <= status["route_table_bytes"] <= MAX_ROUTE_BYTES
         assert len(log_lines(node, "route table full")) == 1, node.log_tail()
         assert log_bytes < 1024 * 1024, log_bytes
         assert rss_after - rss_before < 2 * MAX_ROUTE_BYTES // 1024, (rss_before, rss_after)

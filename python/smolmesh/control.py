@@ -287,12 +287,25 @@ _NODE_METRICS: list[tuple[str, str, str, Callable[[dict[str, Any]], float | None
         lambda status: status["started_at"],
     ),
     ("links", "gauge", "Links that are up.", lambda status: len(status["links"])),
+    (
+        "links_allowed",
+        "gauge",
+        "Links that may be up at once (from the open-file limit); more incoming ones are refused.",
+        lambda status: status.get("links_allowed"),
+    ),
     ("routes", "gauge", "Addresses the node has a route to.", lambda status: len(status["routes"])),
     (
         "routes_without_backup",
         "gauge",
         "Routes heard over one link only: no path to fall back on if it fails.",
         lambda status: sum(1 for route in status["routes"] if not route["backup_paths"]),
+    ),
+    (
+        "route_table_bytes",
+        "gauge",
+        "Bytes of announcements and node names the route table holds; at 16 MiB new addresses"
+        " are ignored.",
+        lambda status: status.get("route_table_bytes"),
     ),
     (
         "tun_packets_written_total",
@@ -331,7 +344,9 @@ def format_prometheus(statuses: list[dict[str, Any]]) -> str:
             for status in statuses:
                 node = _label(status["node_name"])
                 if not per_link:
-                    lines.append(f'smolmesh_{name}{{node="{node}"}} {_number(value_of(status))}')
+                    value = value_of(status)
+                    if value is not None:  # None: a node too old to say
+                        lines.append(f'smolmesh_{name}{{node="{node}"}} {_number(value)}')
                     continue
                 for link in status["links"]:
                     value = value_of(link)
