@@ -118,8 +118,10 @@ def test_fields_that_need_a_restart_are_kept_and_named(caplog) -> None:
 
 
 def test_sighup_makes_a_running_node_read_its_config_again(tmp_path) -> None:
-    """The real command: B starts with no transports; its file gains a link to A and a SIGHUP
-    brings the link up. A broken file on the next SIGHUP costs one log line; B runs on, linked."""
+    """The real command: B starts with no transports; its file gains a link to A and `smolmesh
+    reload` (a SIGHUP to the node it finds by its status socket) brings the link up. A broken
+    file is the reload command's error, and B is not signalled; a SIGHUP sent all the same costs
+    one log line, and B runs on, linked."""
     names = {corner: f"reload-{corner}-{os.getpid()}" for corner in "ab"}
     with Lab(tmp_path) as lab:
         ns_a, ns_b = lab.namespace(), lab.namespace()
@@ -130,20 +132,27 @@ def test_sighup_makes_a_running_node_read_its_config_again(tmp_path) -> None:
         wait_up(node_a)
         wait_up(node_b)
 
+        def reload_b() -> subprocess.CompletedProcess[str]:
+            argv = [*smolmesh_command(), "reload", names["b"]]
+            return subprocess.run(argv, capture_output=True, text=True, timeout=30)
+
         lab.write_config({**config_b, "transports": [tcp_connect(veth.ipv4_a, PORT, KEY)]})
-        node_b.signal(signal.SIGHUP)
+        asked = reload_b()
+        assert asked.returncode == 0 and "asked to read its config again" in asked.stdout, asked
         wait_route(node_b, names["a"])
         wait_route(node_a, names["b"])
 
-        # The second time through the command line, which finds the node by its status socket.
         path = lab.write_config(config_b)
         path.write_text('{"node_name": ')
-        asked = subprocess.run(
-            [*smolmesh_command(), "reload", names["b"]], capture_output=True, text=True, timeout=30
-        )
-        assert asked.returncode == 0 and "asked to read its config again" in asked.stdout, asked
+        refused = reload_b()
+        assert refused.returncode == 2, refused
+        assert refused.stderr.startswith(f"smolmesh: {path}: ") and refused.stderr.count("\n") == 1
+        assert not refused.stdout, refused
+
+        node_b.signal(signal.SIGHUP)
         found = node_b.wait_for_log(r"ERROR smolmesh\.node: reload: .*runs on as it was", 10)
         assert found, node_b.log()
+        assert len(log_lines(node_b, r"reload: ")) == 1  # the SIGHUP's: the command sent none
         assert node_b.alive and "Traceback" not in node_b.log()
         assert not log_lines(node_b, r"link \S+ down")
         assert lab.ping(ns_b, node_address(names["a"]), count=2, timeout=10).ok

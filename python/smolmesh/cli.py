@@ -195,10 +195,16 @@ def _statuses(names: list[str]) -> list[dict[str, Any]]:
 
 
 def reload_command(args: list[str]) -> int:
-    """SIGHUP to each running node (or the one named), found by its status socket."""
+    """SIGHUP to each running node (or the one named), found by its status socket, once each
+    node's config file checks: a broken file is this command's error (status 2, one line), where
+    the node could only log it."""
     if len(args) > 1 or any(arg.startswith("-") for arg in args):
         raise UsageError("usage: smolmesh reload [NODE_NAME]")
-    for status in _statuses(args):
+    statuses = _statuses(args)
+    for status in statuses:
+        if status.get("config_path"):
+            load_config(status["config_path"])
+    for status in statuses:
         try:
             os.kill(status["pid"], signal.SIGHUP)
         except OSError as error:

@@ -153,6 +153,9 @@ class Node:
         # Links that may be up at once before incoming ones are refused: set at start from the
         # open-file limit of the process (see _room_for_incoming_link).
         self.links_allowed = 0
+        # The file the config came from, for `smolmesh reload` to check before it signals the
+        # node (set by `smolmesh meshnode`; None for a node made in Python).
+        self.config_path: str | None = None
 
     # --- Lifecycle ---
     async def start(self) -> None:
@@ -355,6 +358,7 @@ class Node:
             "address": str(self.address),
             "ipv4_addresses": [str(a) for a in self.ipv4_addresses],
             "pid": os.getpid(),
+            "config_path": self.config_path,
             "started_at": self.started_at,
             "tun": self.config.tun_name if self._tun is not None else None,
             "links": [dataclasses.asdict(link) for link in self.links],
@@ -654,6 +658,7 @@ def run_meshnode(
 
     async def main() -> None:
         node = Node(config)
+        node.config_path = os.path.abspath(config_path) if config_path is not None else None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
