@@ -1,8 +1,9 @@
 """What a node's route table costs it. The table's byte bound (tuning.MAX_ROUTE_BYTES) in the
 router alone: what it holds is counted as routes come and go, so a table that filled takes new
 routes again once they leave. The replay of the table to a new peer over real loopback TCP: paced
-by what the peer reads, so a peer that reads nothing holds back at most SEND_BUFFER_MAX. The
-end-to-end test of a member announcing huge names is in test_e2e_hostile.py."""
+by what the peer reads, so a peer that reads nothing holds back at most SEND_BUFFER_MAX. Expiry
+a slice of the table at a time. The end-to-end test of a member announcing huge names is in
+test_e2e_hostile.py."""
 
 from __future__ import annotations
 
@@ -110,3 +111,36 @@ def test_the_table_is_replayed_as_fast_as_the_peer_reads() -> None:
     queued, learnt = asyncio.run(scenario())
     assert queued <= tuning.SEND_BUFFER_HIGH + tuning.REPLAY_SLICE_BYTES, queued
     assert learnt == len(names) + 1  # and the node's own address
+
+
+def test_routes_expire_a_slice_of_the_table_at_a_time() -> None:
+    """A route not announced for ROUTE_TTL_S goes, and so does a backup path; each call of
+    `expire` (once a second) looks at EXPIRE_SLICE_ROUTES routes only, so that a full table does
+    not hold up packets (all 65,536 at once took 0.1 s)."""
+    router = Router([], lambda packets: None)
+    first, second = _Peer("first"), _Peer("second")
+    count = 2 * tuning.EXPIRE_SLICE_ROUTES + 100
+    addresses = [b"\xfd" + n.to_bytes(15, "big") for n in range(count)]
+    timestamp = now_ms()
+    packets = [_core.make_packet(timestamp, _core.CMD_IPV6, a) for a in addresses]
+    rows = [(_core.CMD_IPV6, timestamp, a, p) for a, p in zip(addresses, packets, strict=True)]
+    router.on_triaged(cast(Link, first), rows)
+    heard_first = time.monotonic()
+    time.sleep(0.2)
+    kept = addresses[-1]
+    router.on_triaged(cast(Link, second), [(_core.CMD_IPV6, now_ms(), kept, None)])  # a backup
+    heard_second = time.monotonic()
+    assert len(router.routes[kept].paths) == 2
+
+    for _ in range(3):  # within the TTL: nothing goes
+        router.expire(now=heard_first + tuning.ROUTE_TTL_S - 1)
+    assert len(router.routes) == count
+
+    left = []
+    for _ in range(3):  # past it for the first link's paths, not yet for the second's
+        router.expire(now=heard_second + tuning.ROUTE_TTL_S - 0.1)
+        left.append(len(router.routes))
+    slice_ = tuning.EXPIRE_SLICE_ROUTES
+    assert left == [count - slice_, count - 2 * slice_, 1], left
+    assert list(router.routes[kept].paths) == [second]
+    assert router.route_bytes == len(router.routes[kept].announcement)

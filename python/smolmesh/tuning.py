@@ -63,6 +63,7 @@ MAX_ROUTES = 65536  # addresses remembered; announcements of further addresses a
 # 65,536 routes could hold 8 GiB. Ordinary names (up to ~100 bytes) fill MAX_ROUTES first.
 MAX_ROUTE_BYTES = 16 * 1024 * 1024
 ROUTE_TTL_S = 180.0  # a route not refreshed by any announcement for this long is forgotten
+EXPIRE_SLICE_ROUTES = 4096  # routes looked at for expiry per maintenance tick (Router.expire)
 MAINTENANCE_PERIOD_S = 1.0
 
 # --- Status ---
