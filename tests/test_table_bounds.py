@@ -144,3 +144,36 @@ def test_routes_expire_a_slice_of_the_table_at_a_time() -> None:
     assert left == [count - slice_, count - 2 * slice_, 1], left
     assert list(router.routes[kept].paths) == [second]
     assert router.route_bytes == len(router.routes[kept].announcement)
+
+
+def test_a_link_that_goes_down_logs_its_first_routes_and_counts_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A link carrying 100 routes (60 with a backup path) goes down: a line each for the first
+    ROUTE_LINES_PER_EVENT routes moved or lost, then one line that counts the rest; every route
+    still moves or goes."""
+    router = Router([], lambda packets: None)
+    first, second = _Peer("first"), _Peer("second")
+    addresses = [b"\xfd" + n.to_bytes(15, "big") for n in range(100)]
+    timestamp = now_ms()
+    packets = [_core.make_packet(timestamp, _core.CMD_IPV6, a) for a in addresses]
+    router.on_triaged(
+        cast(Link, first),
+        [(_core.CMD_IPV6, timestamp, a, p) for a, p in zip(addresses, packets, strict=True)],
+    )
+    router.on_triaged(
+        cast(Link, second), [(_core.CMD_IPV6, timestamp, a, None) for a in addresses[:60]]
+    )
+    with caplog.at_level(logging.INFO, logger="smolmesh.router"):
+        router.link_down(cast(Link, first))
+    lines = [record.getMessage() for record in caplog.records]
+    each = [line for line in lines if line.startswith("route to ")]
+    assert len(each) == tuning.ROUTE_LINES_PER_EVENT, lines
+    counted = [line for line in lines if "more routes moved or lost" in line]
+    assert counted == [
+        f"link first went down: {100 - tuning.ROUTE_LINES_PER_EVENT} more routes moved or lost"
+        f" (60 moved and 40 lost in all; a line each for the first"
+        f" {tuning.ROUTE_LINES_PER_EVENT})"
+    ]
+    assert sorted(router.routes) == sorted(addresses[:60])
+    assert all(route.link is second for route in router.routes.values())

@@ -209,11 +209,9 @@ class Router:
         if link in self.links:
             self.links.remove(link)
         self._replays.pop(link, None)
-        for address, route in list(self.routes.items()):
+        for route in self.routes.values():
             route.paths.pop(link, None)
-            if route.link is not link:
-                continue
-            self._fall_back(address, route, f"link {link.label} went down")
+        self._fall_back_routes_of(link, f"link {link.label} went down")
 
     def link_silent(
         self, link: Link, silent_for: float | None, cause: str = "acknowledged nothing"
@@ -231,10 +229,7 @@ class Router:
             return
         link.silent = True
         why = f"link {link.label} {cause} for {silent_for:.1f} s"
-        kept = 0
-        for address, route in list(self.routes.items()):
-            if route.link is link and self._fall_back(address, route, why) is link:
-                kept += 1
+        kept = self._fall_back_routes_of(link, why)
         log.info("%s: silent%s", why, f"; {kept} routes have no other path" if kept else "")
 
     # --- Packets from links ---
@@ -396,25 +391,62 @@ class Router:
             self._route_changed(address, source)
         return fresh
 
-    def _fall_back(self, address: bytes, route: Route, why: str) -> Link | None:
+    def _fall_back_routes_of(self, link: Link, why: str) -> int:
+        """`_fall_back` for every route on `link`; returns how many stay on it (no other path).
+
+        The first ROUTE_LINES_PER_EVENT routes moved or lost get a log line each and the rest one
+        line that counts them: a hub's link to a large mesh would log thousands of lines."""
+        kept = moved = lost = 0
+        for address, route in list(self.routes.items()):
+            if route.link is not link:
+                continue
+            logged = moved + lost < tuning.ROUTE_LINES_PER_EVENT
+            new = self._fall_back(address, route, why, logged)
+            if new is link:
+                kept += 1
+            elif new is None:
+                lost += 1
+            else:
+                moved += 1
+        unlogged = moved + lost - tuning.ROUTE_LINES_PER_EVENT
+        if unlogged > 0:
+            log.info(
+                "%s: %d more routes moved or lost (%d moved and %d lost in all; a line each for"
+                " the first %d)",
+                why,
+                unlogged,
+                moved,
+                lost,
+                tuning.ROUTE_LINES_PER_EVENT,
+            )
+        return kept
+
+    def _fall_back(
+        self, address: bytes, route: Route, why: str, logged: bool = True
+    ) -> Link | None:
         """Move a route whose link failed to its freshest backup path, or drop it; the new link.
 
         A path over a silent link is taken only when there is no other; when that is the route's
-        own (silent) link, the route stays as it is.
+        own (silent) link, the route stays as it is. `logged`: whether a move or loss gets its
+        own log line.
         """
         backup = max(
             route.paths.items(), key=lambda item: (not item[0].silent, item[1]), default=None
         )
         if backup is None:
-            self._forget(address, why)
+            self._forget(address, why, logged)
             return None
         if backup[0] is route.link:
             return route.link
         route.link = backup[0]
         self.next_hop[address] = backup[0]
-        log.info(
-            "route to %s moved to %s (%s)", self._describe(address, route), backup[0].label, why
-        )
+        if logged:
+            log.info(
+                "route to %s moved to %s (%s)",
+                self._describe(address, route),
+                backup[0].label,
+                why,
+            )
         self._route_changed(address, backup[0])
         return backup[0]
 
@@ -439,13 +471,14 @@ class Router:
             if not route.paths:
                 self._forget(address, f"no announcement for {tuning.ROUTE_TTL_S:g} s")
 
-    def _forget(self, address: bytes, why: str) -> None:
+    def _forget(self, address: bytes, why: str, logged: bool = True) -> None:
         route = self.routes.pop(address)
         self.route_bytes -= len(route.announcement) + (
             len(route.name.encode()) if route.name is not None else 0
         )
         self.next_hop.pop(address, None)
-        log.info("route to %s lost: %s", self._describe(address, route), why)
+        if logged:
+            log.info("route to %s lost: %s", self._describe(address, route), why)
         self._route_changed(address, None)
 
     def _route_changed(self, address: bytes, link: Link | None) -> None:

@@ -65,6 +65,9 @@ MAX_ROUTE_BYTES = 16 * 1024 * 1024
 ROUTE_TTL_S = 180.0  # a route not refreshed by any announcement for this long is forgotten
 EXPIRE_SLICE_ROUTES = 4096  # routes looked at for expiry per maintenance tick (Router.expire)
 MAINTENANCE_PERIOD_S = 1.0
+# A link that goes down or silent logs a line for each of its first routes moved or lost, then one
+# line that counts the rest.
+ROUTE_LINES_PER_EVENT = 16
 
 # --- Status ---
 # The status socket describes this many routes at a time between turns of the event loop (a few
