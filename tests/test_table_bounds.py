@@ -146,24 +146,30 @@ def test_routes_expire_a_slice_of_the_table_at_a_time() -> None:
     assert router.route_bytes == len(router.routes[kept].announcement)
 
 
-def test_a_link_that_goes_down_logs_its_first_routes_and_counts_the_rest(
+def test_many_routes_at_once_log_a_line_each_for_the_first_and_count_the_rest(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A link carrying 100 routes (60 with a backup path) goes down: a line each for the first
-    ROUTE_LINES_PER_EVENT routes moved or lost, then one line that counts the rest; every route
-    still moves or goes."""
+    """100 routes learnt in one batch, then a link carrying them (60 with a backup path) goes
+    down: each time a line each for the first ROUTE_LINES_PER_EVENT routes, then one line that
+    counts the rest; every route is still learnt, then moves or goes."""
     router = Router([], lambda packets: None)
     first, second = _Peer("first"), _Peer("second")
     addresses = [b"\xfd" + n.to_bytes(15, "big") for n in range(100)]
     timestamp = now_ms()
     packets = [_core.make_packet(timestamp, _core.CMD_IPV6, a) for a in addresses]
-    router.on_triaged(
-        cast(Link, first),
-        [(_core.CMD_IPV6, timestamp, a, p) for a, p in zip(addresses, packets, strict=True)],
-    )
+    with caplog.at_level(logging.INFO, logger="smolmesh.router"):
+        router.on_triaged(
+            cast(Link, first),
+            [(_core.CMD_IPV6, timestamp, a, p) for a, p in zip(addresses, packets, strict=True)],
+        )
+    lines = [record.getMessage() for record in caplog.records]
+    assert len([line for line in lines if " learnt via first" in line]) == 16, lines
+    assert lines[-1] == "84 more routes learnt or changed via first (a line each for the first 16)"
+    assert len(router.routes) == 100
     router.on_triaged(
         cast(Link, second), [(_core.CMD_IPV6, timestamp, a, None) for a in addresses[:60]]
     )
+    caplog.clear()
     with caplog.at_level(logging.INFO, logger="smolmesh.router"):
         router.link_down(cast(Link, first))
     lines = [record.getMessage() for record in caplog.records]

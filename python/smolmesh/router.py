@@ -161,6 +161,8 @@ class Router:
         # Bytes of the announcements and names `routes` holds, bounded by MAX_ROUTE_BYTES.
         self.route_bytes = 0
         self._route_limit_logged = False
+        # Routes learnt or changed in the batch `on_triaged` is handling (see _route_line).
+        self._route_lines = 0
         # The addresses `expire` goes through, a slice per call, and where the next slice starts.
         self._expire_order: list[bytes] = []
         self._expire_next = 0
@@ -273,6 +275,16 @@ class Router:
             for link in self.links:
                 if link is not source:
                     link.send_packets(flood, control=True)
+        if self._route_lines:
+            unlogged = self._route_lines - tuning.ROUTE_LINES_PER_EVENT
+            if unlogged > 0:
+                log.info(
+                    "%d more routes learnt or changed via %s (a line each for the first %d)",
+                    unlogged,
+                    source.label,
+                    tuning.ROUTE_LINES_PER_EVENT,
+                )
+            self._route_lines = 0
 
     def route_packets(self, ip_packets: list[bytes], timestamp_ms: int, skip: int = 0) -> int:
         """Send IP packets of this node into the mesh; returns how many had a route.
@@ -365,7 +377,8 @@ class Router:
             self.route_bytes += size
             self.next_hop[address] = source
             self._route_changed(address, source)  # first, so the host can use what the log says
-            log.info("route to %s learnt via %s", self._describe(address, route), source.label)
+            if self._route_line():
+                log.info("route to %s learnt via %s", self._describe(address, route), source.label)
             return True
         previous = route.paths.get(source)
         if previous is None or timestamp >= previous[0]:
@@ -382,14 +395,21 @@ class Router:
             old = route.link
             route.link = source
             self.next_hop[address] = source
-            log.info(
-                "route to %s changed from %s to %s",
-                self._describe(address, route),
-                old.label,
-                source.label,
-            )
+            if self._route_line():
+                log.info(
+                    "route to %s changed from %s to %s",
+                    self._describe(address, route),
+                    old.label,
+                    source.label,
+                )
             self._route_changed(address, source)
         return fresh
+
+    def _route_line(self) -> bool:
+        """Whether a route learnt or changed by the batch being handled gets a line of its own:
+        the first ROUTE_LINES_PER_EVENT do, and `on_triaged` counts the rest in one line."""
+        self._route_lines += 1
+        return self._route_lines <= tuning.ROUTE_LINES_PER_EVENT
 
     def _fall_back_routes_of(self, link: Link, why: str) -> int:
         """`_fall_back` for every route on `link`; returns how many stay on it (no other path).

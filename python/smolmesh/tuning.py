@@ -66,7 +66,7 @@ ROUTE_TTL_S = 180.0  # a route not refreshed by any announcement for this long i
 EXPIRE_SLICE_ROUTES = 4096  # routes looked at for expiry per maintenance tick (Router.expire)
 MAINTENANCE_PERIOD_S = 1.0
 # A link that goes down or silent logs a line for each of its first routes moved or lost, then one
-# line that counts the rest.
+# line that counts the rest; so does a batch of announcements for the routes it teaches or moves.
 ROUTE_LINES_PER_EVENT = 16
 
 # --- Status ---
