@@ -11,13 +11,13 @@ import logging
 import os
 import socket
 import sys
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import pytest
 
+from loop_watch import LoopWatch
 from smolmesh import control, tuning
 from smolmesh._core import CMD_IPV6
 from smolmesh.node import Node
@@ -222,33 +222,23 @@ def test_a_full_route_table_is_served_without_holding_up_the_node(tmp_path: Path
         gc.collect()  # as a running node has long since done for the routes it learnt one by one
         served = await control.serve_status(node.status_in_slices, path)
         assert served is not None
-        longest = 0.0
-
-        async def watch_the_loop() -> None:
-            nonlocal longest
-            while True:
-                started = time.monotonic()
-                await asyncio.sleep(0.005)
-                longest = max(longest, time.monotonic() - started)
-
-        watcher = asyncio.create_task(watch_the_loop())
         try:
-            # Read by another process, as `smolmesh status` does: decoding 8 MB of JSON in a
-            # thread of this one would hold the GIL and stall the loop in the client's place.
-            reader = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-c",
-                "import json, sys; from smolmesh import control\n"
-                "status = control.read_status(sys.argv[1])\n"
-                "print(json.dumps([len(status['routes']), status['routes'][-1]]))",
-                str(path),
-                stdout=asyncio.subprocess.PIPE,
-            )
-            out, _ = await asyncio.wait_for(reader.communicate(), 60)
+            async with LoopWatch(0.005) as watch:
+                # Read by another process, as `smolmesh status` does: decoding 8 MB of JSON in a
+                # thread of this one would hold the GIL and stall the loop in the client's place.
+                reader = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-c",
+                    "import json, sys; from smolmesh import control\n"
+                    "status = control.read_status(sys.argv[1])\n"
+                    "print(json.dumps([len(status['routes']), status['routes'][-1]]))",
+                    str(path),
+                    stdout=asyncio.subprocess.PIPE,
+                )
+                out, _ = await asyncio.wait_for(reader.communicate(), 60)
         finally:
-            watcher.cancel()
             await control.close_status(served, path)
-        return longest, out.decode()
+        return watch.longest, out.decode()
 
     longest, out = run_on("uvloop")(scenario())
     count, last = json.loads(out)

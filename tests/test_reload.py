@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from loop_watch import LoopWatch
 from netns import Lab, tcp_connect, tcp_listen
 from smolmesh import Node
 from smolmesh.errors import ConfigError
@@ -166,25 +167,14 @@ def test_new_secure_keys_are_derived_without_stalling_the_node() -> None:
         port = free_port()
         node = Node(config("reload-keys", []))
         await node.start()
-        longest = 0.0
-
-        async def watch_the_loop() -> None:
-            nonlocal longest
-            while True:
-                started = time.monotonic()
-                await asyncio.sleep(0.01)
-                longest = max(longest, time.monotonic() - started)
-
-        watcher = asyncio.create_task(watch_the_loop())
-        await asyncio.sleep(0.05)  # the watcher is turning
         try:
-            keys = [f"reload key {n} {os.getpid()} {time.time()}" for n in range(10)]
-            await node.reload(config("reload-keys", [listen(port, keys)]))
-            assert node.listening_ports == [port]
+            async with LoopWatch(0.01) as watch:
+                keys = [f"reload key {n} {os.getpid()} {time.time()}" for n in range(10)]
+                await node.reload(config("reload-keys", [listen(port, keys)]))
+                assert node.listening_ports == [port]
         finally:
-            watcher.cancel()
             await node.stop()
-        return longest
+        return watch.longest
 
     longest = asyncio.run(scenario())
     assert longest < 0.25, f"the loop stood still for {longest:.2f} s"
