@@ -151,8 +151,8 @@ class Node:
         self.started = False
         self.started_at = 0.0
         # Links that may be up at once before incoming ones are refused: set at start from the
-        # open-file limit of the process (see _room_for_incoming_link).
-        self.links_allowed = 0
+        # open-file limit of the process (see _room_for_incoming_link); None where it has none.
+        self.links_allowed: int | None = None
         # The file the config came from, for `smolmesh reload` to check before it signals the
         # node (set by `smolmesh meshnode`; None for a node made in Python).
         self.config_path: str | None = None
@@ -163,7 +163,7 @@ class Node:
             return
         self._stopping.clear()  # a stopped node may be started again
         limit = open_file_limit()
-        self.links_allowed = max(1, limit - tuning.FILES_KEPT_FREE) if limit else 1 << 31
+        self.links_allowed = None if limit is None else max(1, limit - tuning.FILES_KEPT_FREE)
         try:
             if self.use_tun:
                 self._open_tun()
@@ -185,7 +185,7 @@ class Node:
             "node %s up as %s%s",
             self.config.node_name,
             self.address,
-            f" (at most {self.links_allowed} links)" if limit else "",
+            "" if self.links_allowed is None else f" (at most {self.links_allowed} links)",
         )
 
     async def stop(self) -> None:
@@ -362,7 +362,7 @@ class Node:
             "started_at": self.started_at,
             "tun": self.config.tun_name if self._tun is not None else None,
             "links": [dataclasses.asdict(link) for link in self.links],
-            "links_allowed": self.links_allowed,  # then incoming links are refused
+            "links_allowed": self.links_allowed,  # then incoming links are refused; None: no cap
             "routes": [],  # filled in by the caller, in this place
             "route_table_bytes": self.router.route_bytes,  # bounded by MAX_ROUTE_BYTES
             # Packets handed to the host through the device, and the writes that took them: fewer
@@ -421,7 +421,7 @@ class Node:
         """None while an incoming link may come up; else why not. Each link is an open file, and
         a process out of them accepts nothing more and logs nothing about it: the event loop
         resets the connections it has no file for."""
-        if len(self.router.links) < self.links_allowed:
+        if self.links_allowed is None or len(self.router.links) < self.links_allowed:
             return None
         return (
             f"too many links ({len(self.router.links)} up; this process may open"
