@@ -134,6 +134,7 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self._all_links: set[TcpLink] = set()
         self._reannounce: asyncio.TimerHandle | None = None
+        self._announced_at = 0.0  # monotonic time of the last announcement on every link
         self._tun: Any = None
         self._host: Any = None
         self._host_routes: set[bytes] = set()  # addresses the device has a host route for
@@ -411,6 +412,7 @@ class Node:
         link.on_up = self._link_up
         link.on_down = lambda link, reason: self._link_changed()
         link.on_silence = self._link_silence
+        link.on_echo_wanted = self._announce_for_echo
         if not outgoing:
             link.admit = self._room_for_incoming_link
         self._all_links.add(link)
@@ -468,7 +470,25 @@ class Node:
 
     def _announce_now(self) -> None:
         self._reannounce = None
+        self._announced_at = time.monotonic()
         self.router.announce(self._own_announcements())
+
+    def _announce_for_echo(self, quiet_since: float) -> float | None:
+        """A legacy_tcp link whose smolmesh2 peer has been quiet since `quiet_since` (monotonic)
+        wants this node's announcement back as an echo (TcpLink.on_echo_wanted): an announcement
+        that went out since serves; else announce now, unless the last one went out less than
+        ECHO_ANNOUNCE_MIN_S ago (then None: the link asks again). Announcing floods the mesh,
+        so one-way traffic to a quiet smolmesh2 peer costs at most one flood that often.
+
+        "Since" leaves a margin: the kernel gives the quiet time in jiffies, and on a LAN the
+        peer's last bytes may be the very announcement it sent back a millisecond after it went
+        out, which must not count as unanswered."""
+        if self._announced_at >= quiet_since + _ECHO_ANNOUNCE_MARGIN_S:
+            return self._announced_at
+        if time.monotonic() - self._announced_at < tuning.ECHO_ANNOUNCE_MIN_S:
+            return None
+        self._announce_now()
+        return self._announced_at
 
     async def _announce_forever(self) -> None:
         while True:
@@ -618,6 +638,7 @@ def raise_open_file_limit() -> None:
 
 
 _NR_OPEN = 1 << 20
+_ECHO_ANNOUNCE_MARGIN_S = 0.05  # see Node._announce_for_echo
 
 
 def _route_rows(routes: Mapping[bytes, Route], addresses: list[bytes]) -> list[dict[str, Any]]:

@@ -40,6 +40,10 @@ SILENCE_CHECK_PERIOD_S = 0.1
 # reached its kernel makes the link silent. See links/tcp.py, _unanswered_echo.
 ECHO_AFTER_S = 0.25
 ECHO_TIMEOUT_S = 0.5
+# legacy_tcp has no echo: a link to a smolmesh2 peer (which sends every announcement back) asks
+# with an announcement of this node instead, which floods the mesh, so at most one such
+# announcement goes out per ECHO_ANNOUNCE_MIN_S (Node._announce_for_echo).
+ECHO_ANNOUNCE_MIN_S = 1.0
 # Per-link send buffer: above the high mark data packets are dropped (announcements still go, up
 # to SEND_BUFFER_MAX); a link that stays above it for STALL_TIMEOUT_S is a stalled peer and is
 # closed. The table's announcements replayed to a new peer go REPLAY_SLICE_BYTES at a time while

@@ -168,6 +168,11 @@ class TcpLink(asyncio.Protocol):
         # Told the seconds the peer has been silent, once it looks gone, with what shows it, and
         # None once it answers again (see `_look_for_silence`).
         self.on_silence: Callable[[TcpLink, float | None, str], None] | None = None
+        # legacy_tcp has no echo packet; a smolmesh2 peer sends every announcement back, so this
+        # node's own announcement serves as the request. Given when the peer fell quiet, the
+        # node returns when an announcement of its own went out since (now, if it announces
+        # now), or None when it may not announce again yet (see Node._announce_for_echo).
+        self.on_echo_wanted: Callable[[float], float | None] | None = None
         self._silence_look: asyncio.TimerHandle | None = None
         self.echo_answered = False  # the peer has answered an echo request: it is judged by them
         self._echo_asked: float | None = None  # when the unanswered echo request went out
@@ -254,14 +259,15 @@ class TcpLink(asyncio.Protocol):
         if info is None:
             return
         silent_for, cause = silence_of(info), "acknowledged nothing"
-        if silent_for is None and self.echoes:
-            silent_for, cause = self._unanswered_echo(info), "answered no echo"
+        if silent_for is None and (self.echoes or self.returns_announcements):
+            silent_for = self._unanswered_echo(info)
+            cause = "answered no echo" if self.echoes else "sent none of our announcements back"
         if silent_for is not None or self.silent:
             self.on_silence(self, silent_for, cause)
         waiting = info[_TCPI_UNACKED] or info[_TCPI_BACKOFF] or info[_TCPI_RETRANSMITS]
         # An unanswered request keeps the watch going only where the peer answers them: a peer
         # that never has would otherwise keep an idle link waking up until it next spoke.
-        asking = self._echo_asked is not None and self.echo_answered
+        asking = self._echo_asked is not None and self._judged_by_echo
         if waiting or asking or self.silent or self.transport.get_write_buffer_size():
             self._watch()
 
@@ -275,20 +281,34 @@ class TcpLink(asyncio.Protocol):
             return None
         now = time.monotonic()
         if self._echo_asked is None:
-            self._echo_asked = now
-            self.send_packets([_core.ECHO_REQUEST], control=True)
+            self._echo_asked = self._ask_for_echo(now - quiet_s)
             return None
         if self._echo_delivered is None and not info[_TCPI_UNACKED]:
             # Nothing of ours in flight: the request is in the peer's kernel, or the peer's
             # window is shut because its process reads nothing. Either way its turn to speak.
             self._echo_delivered = now
         if (
-            not self.echo_answered
+            not self._judged_by_echo
             or self._echo_delivered is None
             or now - self._echo_delivered < tuning.ECHO_TIMEOUT_S
         ):
             return None
         return quiet_s
+
+    @property
+    def _judged_by_echo(self) -> bool:
+        """Whether the peer's silence after a request makes the link silent: over secure_tcp
+        once it has answered an echo; over legacy_tcp once it has sent one of this node's own
+        announcements back, as smolmesh2 does with each (then announcements are the requests)."""
+        return self.echo_answered if self.echoes else self.returns_announcements
+
+    def _ask_for_echo(self, quiet_since: float) -> float | None:
+        """Ask the peer, quiet since `quiet_since` (monotonic), to say something: when the request
+        went out, or None when it cannot go yet (ask again at the next look)."""
+        if self.echoes:
+            self.send_packets([_core.ECHO_REQUEST], control=True)
+            return time.monotonic()
+        return None if self.on_echo_wanted is None else self.on_echo_wanted(quiet_since)
 
     def heard_echo(self, row: int) -> None:
         """The peer sent an echo packet (a row of `SecureOpener.feed_and_triage`, handed on by

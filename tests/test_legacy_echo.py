@@ -1,0 +1,137 @@
+"""legacy_tcp has no echo packet, but smolmesh2 sends every announcement back over the link it
+came from. So over a link to such a peer, this node's own announcement serves as the echo request
+(Node._announce_for_echo): a peer that stops while its kernel acknowledges is found silent within
+a few seconds, where only the far end's next announcement (5-10 s) found it before. Real loopback
+TCP in one process, with a peer written out by hand that behaves as smolmesh2 does, or as a
+smolmesh node over legacy_tcp does (it sends nothing back). The diamond with a stopped smolmesh2
+middle node is in test_interop_smolmesh2.py."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator
+
+from smolmesh import Node, _core, tuning
+from test_secure_tcp import (
+    KEY,
+    PEER_ADDRESS,
+    PEER_NAME,
+    config,
+    free_port,
+    listen,
+    send_for,
+    silent_after,
+    wait_for,
+)
+
+# Found silent once quiet (0.25 s), asked (an announcement, at most one a second), unanswered
+# (0.5 s after it reached the peer's kernel), with the looks between.
+SILENT_WITHIN_S = 3.0
+CMD_ANNOUNCEMENTS = (_core.CMD_NAME, _core.CMD_IPV6, _core.CMD_IPV4)
+
+
+class LegacyPeer:
+    """A legacy_tcp connector written out by hand: it announces PEER_NAME and, if `returns`,
+    sends every announcement it gets back, as smolmesh2 does. It can stop: it then reads and
+    sends nothing while its kernel goes on acknowledging, as a node stopped by SIGSTOP does."""
+
+    def __init__(self, returns: bool) -> None:
+        self.returns = returns
+        self.announcements = 0  # announcements the node sent it
+
+    async def connect(self, port: int) -> None:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
+        psk, iv = KEY.encode(), os.urandom(_core.IV_LEN)
+        self.writer.write(_core.make_hello(psk, iv))
+        hello = await asyncio.wait_for(self.reader.readexactly(_core.HELLO_LEN), 5)
+        self.sealer, self.opener = _core.Sealer(psk, iv), _core.Opener(psk, hello[: _core.IV_LEN])
+        now_ms = time.time_ns() // 1_000_000
+        self.writer.write(self.sealer.seal(_core.make_packet(now_ms, _core.CMD_NAME, PEER_NAME)))
+        self.task = asyncio.create_task(self._serve())
+
+    async def _serve(self) -> None:
+        while data := await self.reader.read(65536):
+            for packet in self.opener.feed(data):
+                header = _core.parse_header(packet)
+                if header is not None and header[1] in CMD_ANNOUNCEMENTS:
+                    self.announcements += 1
+                    if self.returns:
+                        self.writer.write(self.sealer.seal(packet))
+
+    def stop(self) -> None:
+        self.writer.transport.pause_reading()
+
+    def resume(self) -> None:
+        self.writer.transport.resume_reading()
+
+    async def close(self) -> None:
+        self.task.cancel()
+        self.writer.close()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await self.task
+
+
+@contextlib.asynccontextmanager
+async def node_with_legacy_peer(returns: bool) -> AsyncIterator[tuple[Node, LegacyPeer]]:
+    """A node listening for legacy_tcp and a `LegacyPeer` linked to it, once it routes to it."""
+    port = free_port()
+    node = Node(config("legacy-echo", [listen(port, [KEY], "legacy_tcp")]))
+    await node.start()
+    peer = LegacyPeer(returns)
+    try:
+        await peer.connect(port)
+        await wait_for(lambda: PEER_ADDRESS in node.routes, 5)
+        yield node, peer
+    finally:
+        await peer.close()
+        await node.stop()
+
+
+def test_a_smolmesh2_like_peer_that_stops_is_found_silent_by_its_returned_announcements(
+    caplog,
+) -> None:
+    """While the node sends one way and the peer, alive, sends back only the announcements it
+    gets, the link stays up and speaking, at the cost of about one announcement of the node a
+    second. Once the peer's process stops, the link is silent within SILENT_WITHIN_S, and
+    answers again once the peer runs again."""
+
+    async def scenario() -> tuple[float | None, int]:
+        async with node_with_legacy_peer(returns=True) as (node, peer):
+            await wait_for(lambda: node.router.links[0].returns_announcements, 12)
+            before = peer.announcements
+            assert await silent_after(node, 3.0) is None
+            asked = peer.announcements - before
+            peer.stop()
+            found = await silent_after(node, 6.0)
+            peer.resume()
+            await send_for(node, 0.5)
+            await wait_for(lambda: not node.links[0].silent, 2)
+            assert PEER_ADDRESS in node.routes  # no other path: the route stayed
+            return found, asked
+
+    with caplog.at_level("INFO", logger="smolmesh"):
+        found, asked = asyncio.run(scenario())
+    print(f"\nstopped smolmesh2-like peer found silent after {found} s; {asked} announcements"
+          " in 3 s of sending one way to it alive")  # fmt: skip
+    assert found is not None and found <= SILENT_WITHIN_S, caplog.text
+    assert "sent none of our announcements back for" in caplog.text
+    assert "answers again" in caplog.text
+    assert asked <= 3 / tuning.ECHO_ANNOUNCE_MIN_S + 1, asked
+
+
+def test_a_peer_that_sends_no_announcements_back_is_not_judged_by_them() -> None:
+    """A smolmesh node over legacy_tcp sends nothing back: sending one way to it while it says
+    nothing must neither make its link silent nor make the node announce more often."""
+
+    async def scenario() -> tuple[float | None, int]:
+        async with node_with_legacy_peer(returns=False) as (node, peer):
+            before = peer.announcements
+            found = await silent_after(node, 3.0)
+            return found, peer.announcements - before
+
+    found, announced = asyncio.run(scenario())
+    assert found is None
+    assert announced <= 1, announced  # the periodic one (every 5-10 s), at most
