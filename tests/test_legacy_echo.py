@@ -104,6 +104,7 @@ def test_a_smolmesh2_like_peer_that_stops_is_found_silent_by_its_returned_announ
             before = peer.announcements
             assert await silent_after(node, 3.0) is None
             asked = peer.announcements - before
+            assert node.status()["echo_announcements"] >= 1
             peer.stop()
             found = await silent_after(node, 6.0)
             peer.resume()
@@ -130,6 +131,7 @@ def test_a_peer_that_sends_no_announcements_back_is_not_judged_by_them() -> None
         async with node_with_legacy_peer(returns=False) as (node, peer):
             before = peer.announcements
             found = await silent_after(node, 3.0)
+            assert node.status()["echo_announcements"] == 0
             return found, peer.announcements - before
 
     found, announced = asyncio.run(scenario())

@@ -326,6 +326,13 @@ _NODE_METRICS: list[tuple[str, str, str, Callable[[dict[str, Any]], float | None
         lambda status: status.get("icmp_errors_sent", 0),
     ),
     (
+        "echo_announcements_total",
+        "counter",
+        "Announcements made to ask smolmesh2 peers, which send each back, whether they still run"
+        " (legacy_tcp's echo; at most one a second).",
+        lambda status: status.get("echo_announcements"),
+    ),
+    (
         "icmp_errors_suppressed_total",
         "counter",
         "ICMP errors not sent, over the rate limit.",

@@ -145,6 +145,9 @@ class Node:
         )
         self.icmp_errors_sent = 0
         self.icmp_errors_suppressed = 0  # over the limit: not sent
+        # Announcements made to ask smolmesh2 peers for an echo (_announce_for_echo), counted in
+        # `status`: what watching legacy_tcp links for a stopped peer costs the mesh.
+        self.echo_announcements = 0
         # Each link's byte counters at the last maintenance, and the rates measured since the one
         # before: (monotonic time, bytes sent, bytes received) and (sent, received) per second.
         self._link_counts: dict[Link, tuple[float, int, int]] = {}
@@ -372,6 +375,7 @@ class Node:
             "tun_writes": self._tun.writes if self._tun is not None else 0,
             "icmp_errors_sent": self.icmp_errors_sent,
             "icmp_errors_suppressed": self.icmp_errors_suppressed,
+            "echo_announcements": self.echo_announcements,
         }
 
     @property
@@ -469,7 +473,11 @@ class Node:
         return packets
 
     def _announce_now(self) -> None:
-        self._reannounce = None
+        # A reannouncement still to come is this one: cancelled (harmless when it is the one
+        # running now), so that the periodic or an echo announcement is not followed by another.
+        if self._reannounce is not None:
+            self._reannounce.cancel()
+            self._reannounce = None
         self._announced_at = time.monotonic()
         self.router.announce(self._own_announcements())
 
@@ -488,6 +496,7 @@ class Node:
         if time.monotonic() - self._announced_at < tuning.ECHO_ANNOUNCE_MIN_S:
             return None
         self._announce_now()
+        self.echo_announcements += 1
         return self._announced_at
 
     async def _announce_forever(self) -> None:
