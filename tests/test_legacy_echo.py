@@ -9,21 +9,17 @@ middle node is in test_interop_smolmesh2.py."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
-from collections.abc import AsyncIterator
 
-from smolmesh import Node, _core, tuning
+from smolmesh import _core, tuning
 from test_secure_tcp import (
     KEY,
-    PEER_ADDRESS,
     PEER_NAME,
-    config,
-    free_port,
-    listen,
-    send_for,
+    StoppablePeer,
+    node_linked_to,
     silent_after,
+    silent_while_stopped,
     wait_for,
 )
 
@@ -33,10 +29,9 @@ SILENT_WITHIN_S = 3.0
 CMD_ANNOUNCEMENTS = (_core.CMD_NAME, _core.CMD_IPV6, _core.CMD_IPV4)
 
 
-class LegacyPeer:
+class LegacyPeer(StoppablePeer):
     """A legacy_tcp connector written out by hand: it announces PEER_NAME and, if `returns`,
-    sends every announcement it gets back, as smolmesh2 does. It can stop: it then reads and
-    sends nothing while its kernel goes on acknowledging, as a node stopped by SIGSTOP does."""
+    sends every announcement it gets back, as smolmesh2 does."""
 
     def __init__(self, returns: bool) -> None:
         self.returns = returns
@@ -61,34 +56,6 @@ class LegacyPeer:
                     if self.returns:
                         self.writer.write(self.sealer.seal(packet))
 
-    def stop(self) -> None:
-        self.writer.transport.pause_reading()
-
-    def resume(self) -> None:
-        self.writer.transport.resume_reading()
-
-    async def close(self) -> None:
-        self.task.cancel()
-        self.writer.close()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-            await self.task
-
-
-@contextlib.asynccontextmanager
-async def node_with_legacy_peer(returns: bool) -> AsyncIterator[tuple[Node, LegacyPeer]]:
-    """A node listening for legacy_tcp and a `LegacyPeer` linked to it, once it routes to it."""
-    port = free_port()
-    node = Node(config("legacy-echo", [listen(port, [KEY], "legacy_tcp")]))
-    await node.start()
-    peer = LegacyPeer(returns)
-    try:
-        await peer.connect(port)
-        await wait_for(lambda: PEER_ADDRESS in node.routes, 5)
-        yield node, peer
-    finally:
-        await peer.close()
-        await node.stop()
-
 
 def test_a_smolmesh2_like_peer_that_stops_is_found_silent_by_its_returned_announcements(
     caplog,
@@ -99,18 +66,13 @@ def test_a_smolmesh2_like_peer_that_stops_is_found_silent_by_its_returned_announ
     answers again once the peer runs again."""
 
     async def scenario() -> tuple[float | None, int]:
-        async with node_with_legacy_peer(returns=True) as (node, peer):
+        async with node_linked_to(LegacyPeer(returns=True), "legacy_tcp") as (node, peer):
             await wait_for(lambda: node.router.links[0].returns_announcements, 12)
             before = peer.announcements
             assert await silent_after(node, 3.0) is None
             asked = peer.announcements - before
             assert node.status()["echo_announcements"] >= 1
-            peer.stop()
-            found = await silent_after(node, 6.0)
-            peer.resume()
-            await send_for(node, 0.5)
-            await wait_for(lambda: not node.links[0].silent, 2)
-            assert PEER_ADDRESS in node.routes  # no other path: the route stayed
+            found = await silent_while_stopped(node, peer, 6.0)
             return found, asked
 
     with caplog.at_level("INFO", logger="smolmesh"):
@@ -128,7 +90,7 @@ def test_a_peer_that_sends_no_announcements_back_is_not_judged_by_them() -> None
     nothing must neither make its link silent nor make the node announce more often."""
 
     async def scenario() -> tuple[float | None, int]:
-        async with node_with_legacy_peer(returns=False) as (node, peer):
+        async with node_linked_to(LegacyPeer(returns=False), "legacy_tcp") as (node, peer):
             before = peer.announcements
             found = await silent_after(node, 3.0)
             assert node.status()["echo_announcements"] == 0

@@ -16,6 +16,7 @@ import struct
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -286,10 +287,34 @@ PEER_ADDRESS = ipaddress.IPv6Address(_core.name_to_ipv6(PEER_NAME))
 SILENT_WITHIN_S = 2.0  # echo finds a stopped peer in about 1 s: 0.25 quiet, 0.5 unanswered, looks
 
 
-class ScriptedPeer:
-    """A secure_tcp connector written out by hand: it announces PEER_NAME, answers echo requests
-    (if `answers_echoes`), and can stop: it then reads and sends nothing while its kernel goes on
-    acknowledging, as a node stopped by SIGSTOP or hung in a loop does."""
+class StoppablePeer:
+    """A peer written out by hand on asyncio streams: `connect` (of a subclass) sets `reader`,
+    `writer` and the `task` that serves the link. It can stop: it then reads and sends nothing
+    while its kernel goes on acknowledging, as a node stopped by SIGSTOP or hung in a loop does."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    task: asyncio.Task[None]
+
+    async def connect(self, port: int) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self.writer.transport.pause_reading()
+
+    def resume(self) -> None:
+        self.writer.transport.resume_reading()
+
+    async def close(self) -> None:
+        self.task.cancel()
+        self.writer.close()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await self.task
+
+
+class ScriptedPeer(StoppablePeer):
+    """A secure_tcp connector written out by hand: it announces PEER_NAME and answers echo
+    requests (if `answers_echoes`)."""
 
     def __init__(self, answers_echoes: bool) -> None:
         self.answers_echoes = answers_echoes
@@ -314,18 +339,6 @@ class ScriptedPeer:
                     self.echo_requests += 1
                     if self.answers_echoes:
                         self.writer.write(self.sealer.seal(_core.ECHO_REPLY))
-
-    def stop(self) -> None:
-        self.writer.transport.pause_reading()
-
-    def resume(self) -> None:
-        self.writer.transport.resume_reading()
-
-    async def close(self) -> None:
-        self.task.cancel()
-        self.writer.close()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-            await self.task
 
 
 async def send_for(node: Node, seconds: float) -> None:
@@ -354,13 +367,28 @@ async def silent_after(node: Node, timeout: float) -> float | None:
             await sending
 
 
+async def silent_while_stopped(node: Node, peer: StoppablePeer, timeout: float) -> float | None:
+    """Stop `peer`: seconds until the node's link to it is silent, sending to it meanwhile (None:
+    not within `timeout`). Then resume it, and wait until the link answers again with the route
+    to the peer kept (it has no other path)."""
+    peer.stop()
+    found = await silent_after(node, timeout)
+    peer.resume()
+    await send_for(node, 0.5)
+    await wait_for(lambda: not node.links[0].silent, 2)
+    assert PEER_ADDRESS in node.routes
+    return found
+
+
+Peer = TypeVar("Peer", bound=StoppablePeer)
+
+
 @contextlib.asynccontextmanager
-async def node_with_scripted_peer(answers_echoes: bool) -> AsyncIterator[tuple[Node, ScriptedPeer]]:
-    """A listening node and a `ScriptedPeer` linked to it, once the node routes to the peer."""
+async def node_linked_to(peer: Peer, kind: str = "secure_tcp") -> AsyncIterator[tuple[Node, Peer]]:
+    """A node listening for `kind` links and `peer` linked to it, once the node routes to it."""
     port = free_port()
-    node = Node(config("echo-asker", [listen(port, [KEY])]))
+    node = Node(config("echo-asker", [listen(port, [KEY], kind)]))
     await node.start()
-    peer = ScriptedPeer(answers_echoes)
     try:
         await peer.connect(port)
         await wait_for(lambda: PEER_ADDRESS in node.routes, 5)
@@ -377,15 +405,10 @@ def test_a_peer_that_stops_while_its_kernel_acknowledges_is_found_silent_by_echo
     link is silent within SILENT_WITHIN_S, and answers again once the peer runs again."""
 
     async def scenario() -> float | None:
-        async with node_with_scripted_peer(answers_echoes=True) as (node, peer):
+        async with node_linked_to(ScriptedPeer(answers_echoes=True)) as (node, peer):
             assert await silent_after(node, 1.5) is None  # a live peer that only answers echoes
             assert peer.echo_requests >= 2  # the one at link up, and at least one while quiet
-            peer.stop()
-            found = await silent_after(node, 4.0)
-            peer.resume()
-            await send_for(node, 0.5)
-            await wait_for(lambda: not node.links[0].silent, 2)
-            assert PEER_ADDRESS in node.routes  # no other path: the route stayed
+            found = await silent_while_stopped(node, peer, 4.0)
             shown = node.links[0]
             assert shown.answers_echo is True and shown.silences == 1
             assert "(fell silent 1x)" in format_status(node.status())
@@ -404,7 +427,7 @@ def test_a_peer_that_never_answered_an_echo_is_not_judged_by_echo() -> None:
     packet). Sending to it while it says nothing must not make its link silent."""
 
     async def scenario() -> tuple[float | None, int]:
-        async with node_with_scripted_peer(answers_echoes=False) as (node, peer):
+        async with node_linked_to(ScriptedPeer(answers_echoes=False)) as (node, peer):
             found = await silent_after(node, 2.5)
             assert node.links[0].answers_echo is False
             # Once nothing is sent, its unanswered request keeps no timer running on the link.
