@@ -60,6 +60,37 @@ def test_held_bytes_are_counted_as_routes_come_and_go(caplog: pytest.LogCaptureF
     assert router.route_bytes == 2 * _core.HEADER_LEN + 2 * len(b"short name" + b"another")
 
 
+def test_a_full_table_counts_what_it_ignores_and_warns_again_while_it_goes_on(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first address ignored is warned of at once; more within TABLE_FULL_LOG_PERIOD_S are
+    only counted, and the next warning says how many. So a table that filled, drained and filled
+    again is told of again (it was once per run), and the status counts every one."""
+    monkeypatch.setattr(tuning, "MAX_ROUTES", 4)
+    monkeypatch.setattr(tuning, "TABLE_FULL_LOG_PERIOD_S", 0.2)
+    router = Router([], lambda packets: None)
+    peer = _Peer("peer")
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "table full" in r.getMessage()]
+
+    with caplog.at_level(logging.WARNING, logger="smolmesh.router"):
+        announce(router, peer, [b"node %d" % n for n in range(7)])
+        assert len(router.routes) == 4 and router.routes_refused == 3
+        assert len(warnings()) == 1 and warnings()[0].endswith("ignoring new ones")
+        announce(router, peer, [b"node 7"])  # within the period: counted, not logged
+        assert router.routes_refused == 4 and len(warnings()) == 1
+
+        router.link_down(cast(Link, peer))  # the table drains ...
+        assert not router.routes
+        time.sleep(0.3)
+        announce(router, peer, [b"again %d" % n for n in range(6)])  # ... and fills again
+    assert len(router.routes) == 4 and router.routes_refused == 6
+    assert len(warnings()) == 2
+    # The two the first batch went on to refuse, node 7, and the first of these.
+    assert "4 new addresses ignored in 0." in warnings()[1]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

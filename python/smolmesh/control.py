@@ -212,6 +212,11 @@ def format_status(status: dict[str, Any]) -> str:
     if status.get("tun"):
         packets, writes = status.get("tun_packets_written", 0), status.get("tun_writes", 0)
         lines.append(f"  device {status['tun']}: {packets} packets to the host in {writes} writes")
+    if status.get("routes_refused"):
+        lines.append(
+            f"  route table full: {status['routes_refused']} new addresses ignored"
+            f" ({_size(status.get('route_table_bytes', 0))} of announcements and names held)"
+        )
     sent, suppressed = status.get("icmp_errors_sent", 0), status.get("icmp_errors_suppressed", 0)
     if sent or suppressed:  # only with an MTU above what a mesh packet holds
         lines.append(
@@ -306,6 +311,12 @@ _NODE_METRICS: list[tuple[str, str, str, Callable[[dict[str, Any]], float | None
         "Bytes of announcements and node names the route table holds; at 16 MiB new addresses"
         " are ignored.",
         lambda status: status.get("route_table_bytes"),
+    ),
+    (
+        "routes_refused_total",
+        "counter",
+        "Announcements of new addresses ignored because the route table was full.",
+        lambda status: status.get("routes_refused"),
     ),
     (
         "tun_packets_written_total",

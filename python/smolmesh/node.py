@@ -369,6 +369,7 @@ class Node:
             "links_allowed": self.links_allowed,  # then incoming links are refused; None: no cap
             "routes": [],  # filled in by the caller, in this place
             "route_table_bytes": self.router.route_bytes,  # bounded by MAX_ROUTE_BYTES
+            "routes_refused": self.router.routes_refused,  # new addresses the full table ignored
             # Packets handed to the host through the device, and the writes that took them: fewer
             # writes than packets is TCP segments coalesced (tun/linux.py).
             "tun_packets_written": self._tun.packets_written if self._tun is not None else 0,

@@ -160,7 +160,11 @@ class Router:
         self.routes: dict[bytes, Route] = {}
         # Bytes of the announcements and names `routes` holds, bounded by MAX_ROUTE_BYTES.
         self.route_bytes = 0
-        self._route_limit_logged = False
+        # New addresses ignored because the table was full (MAX_ROUTES or MAX_ROUTE_BYTES), in
+        # all and since the last warning; when that warning went out (monotonic, None: never).
+        self.routes_refused = 0
+        self._refused_unlogged = 0
+        self._table_full_logged_at: float | None = None
         # Routes learnt or changed in the batch `on_triaged` is handling (see _route_line).
         self._route_lines = 0
         # The addresses `expire` goes through, a slice per call, and where the next slice starts.
@@ -362,14 +366,7 @@ class Router:
                 len(self.routes) >= tuning.MAX_ROUTES
                 or self.route_bytes + size > tuning.MAX_ROUTE_BYTES
             ):
-                if not self._route_limit_logged:
-                    log.warning(
-                        "route table full (%d addresses, %d bytes of announcements and names);"
-                        " ignoring new ones",
-                        len(self.routes),
-                        self.route_bytes,
-                    )
-                    self._route_limit_logged = True
+                self._refuse_route(heard_at)
                 return True  # flooded on all the same: other nodes may have room for it
             route = Route(link=source, timestamp_ms=timestamp, name=name, announcement=packet)
             route.paths[source] = (timestamp, heard_at)
@@ -404,6 +401,27 @@ class Router:
                 )
             self._route_changed(address, source)
         return fresh
+
+    def _refuse_route(self, now: float) -> None:
+        """Count a new address the full table has no room for, and warn: at once the first time,
+        then at most once per TABLE_FULL_LOG_PERIOD_S while more are refused (a line that counts
+        them), so a table that fills again after it drained is told of again."""
+        self.routes_refused += 1
+        self._refused_unlogged += 1
+        logged_at = self._table_full_logged_at
+        if logged_at is not None and now - logged_at < tuning.TABLE_FULL_LOG_PERIOD_S:
+            return
+        what = "ignoring new ones"
+        if logged_at is not None:
+            what = f"{self._refused_unlogged} new addresses ignored in {now - logged_at:.1f} s"
+        log.warning(
+            "route table full (%d addresses, %d bytes of announcements and names): %s",
+            len(self.routes),
+            self.route_bytes,
+            what,
+        )
+        self._table_full_logged_at = now
+        self._refused_unlogged = 0
 
     def _route_line(self) -> bool:
         """Whether a route learnt or changed by the batch being handled gets a line of its own:

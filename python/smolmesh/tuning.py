@@ -66,6 +66,9 @@ MAX_ROUTES = 65536  # addresses remembered; announcements of further addresses a
 # as beyond MAX_ROUTES. A name may be as long as a packet (65,526 bytes), so without this bound
 # 65,536 routes could hold 8 GiB. Ordinary names (up to ~100 bytes) fill MAX_ROUTES first.
 MAX_ROUTE_BYTES = 16 * 1024 * 1024
+# A full table warns when it first ignores an address, then at most once per this many seconds
+# while it goes on ignoring them (Router._refuse_route); status counts them all.
+TABLE_FULL_LOG_PERIOD_S = 60.0
 ROUTE_TTL_S = 180.0  # a route not refreshed by any announcement for this long is forgotten
 EXPIRE_SLICE_ROUTES = 4096  # routes looked at for expiry per maintenance tick (Router.expire)
 MAINTENANCE_PERIOD_S = 1.0
