@@ -172,6 +172,9 @@ class Router:
         self._expire_next = 0
         # Links whose peer is still being told the routes known when it came up (link_up).
         self._replays: dict[Link, _Replay] = {}
+        # The timestamp of this node's latest announcement (`announce`): copies of it, or of
+        # older ones, that come back are not flooded again (see _learn).
+        self._announced_ms = 0
 
     # --- Links ---
     def link_up(self, link: Link) -> None:
@@ -315,6 +318,9 @@ class Router:
         """Send this node's own announcements on every link; remember them as seen."""
         for packet in packets:
             self.seen.insert(packet)
+            header = _core.parse_header(packet)
+            if header is not None:
+                self._announced_ms = max(self._announced_ms, header[0])
         for link in self.links:
             link.send_packets(packets, control=True)
 
@@ -339,6 +345,14 @@ class Router:
         """Take an announcement into account; True if it should be flooded on.
 
         `packet` is None for a duplicate: it only adds `source` as a backup path.
+
+        Only news is flooded: a new address, or an announcement newer than the one the route
+        holds (or than this node's own latest). The duplicate filter remembers the last 16,384
+        packets, so in a mesh of more addresses than that a copy arriving late, over a longer
+        path or replayed to a link that came up, passes it as new; smolmesh2 floods such a copy
+        again, and so every node did it again, mesh-wide, for each copy. This node has flooded
+        an announcement at least as new already, to every link then up, and a link that came up
+        since was sent the table (link_up), so holding the copy back loses nobody anything.
         """
         fresh = packet is not None
         name = None
@@ -355,7 +369,7 @@ class Router:
         if address in self.local_addresses:
             if not fresh:  # one of ours, back over `source` (router.announce marked it seen)
                 source.returns_announcements = True
-            return fresh
+            return fresh and timestamp > self._announced_ms
         heard_at = time.monotonic()
         route = self.routes.get(address)
         if route is None:
@@ -400,7 +414,7 @@ class Router:
                     source.label,
                 )
             self._route_changed(address, source)
-        return fresh
+        return newer
 
     def _refuse_route(self, now: float) -> None:
         """Count a new address the full table has no room for, and warn: at once the first time,
