@@ -408,17 +408,29 @@ def test_a_relayed_packet_that_comes_back_as_a_duplicate_also_drops_the_route() 
     assert echo.to_r.sent == [relayed] and echo.to_x.sent == []
 
 
-def test_a_link_that_sends_our_own_announcement_back_is_marked() -> None:
-    """R, like every smolmesh2 node, sends M's own announcements back: `smolmesh status` shows
-    that link as one whose copies prove no second path. L sent none back, X nothing at all."""
+def test_a_link_that_sends_our_probe_back_is_marked_and_one_a_copy_comes_round_is_not() -> None:
+    """With its announcement M sends each link its own probe, an older copy of its name
+    announcement. R, like every smolmesh2 node, sends what it gets straight back: `smolmesh
+    status` shows that link as one whose copies prove no second path, and it gets no more
+    probes. X sends back a copy of M's announcement itself, as a cycle of smolmesh nodes does
+    (the copy came round from the far side), and the probe X got went nowhere: X is not marked."""
     echo = Smolmesh2Echo()
     own = _core.make_packet(echo.now, _core.CMD_NAME, b"m")
     echo.router.announce([own])
-    assert echo.to_r.sent == [own] and echo.to_x.sent == [own]
-    echo.router.on_packets(echo.to_r, [own])
+    assert echo.to_r.sent[0] == own and echo.to_x.sent[0] == own
+    probe_r, probe_x = echo.to_r.sent[1], echo.to_x.sent[1]
+    assert len(echo.to_r.sent) == len(echo.to_x.sent) == 2 and probe_r != probe_x
+    for probe in (probe_r, probe_x):  # the same name, a little older than the announcement
+        assert probe[_core.HEADER_LEN :] == b"m"
+        assert echo.now - 10 < _core.parse_header(probe)[0] < echo.now  # type: ignore[index]
+    echo.router.on_packets(echo.to_x, [own])
+    echo.router.on_packets(echo.to_r, [own, probe_r])
     assert echo.to_r.returns_announcements is True
     assert echo.to_x.returns_announcements is False
     assert node_address_bytes("m") not in echo.router.routes
+
+    echo.router.announce([_core.make_packet(echo.now + 1, _core.CMD_NAME, b"m")])
+    assert len(echo.to_r.sent) == 3 and len(echo.to_x.sent) == 4  # X alone is probed again
 
 
 def test_a_duplicate_data_packet_from_elsewhere_leaves_the_route_alone() -> None:

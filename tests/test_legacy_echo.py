@@ -12,7 +12,8 @@ import asyncio
 import os
 import time
 
-from smolmesh import _core, tuning
+from smolmesh import Node, _core, tuning
+from test_mesh_inprocess import free_ports, node_config
 from test_secure_tcp import (
     KEY,
     PEER_NAME,
@@ -35,7 +36,8 @@ class LegacyPeer(StoppablePeer):
 
     def __init__(self, returns: bool) -> None:
         self.returns = returns
-        self.announcements = 0  # announcements the node sent it
+        self.announcements = 0  # announcements the node sent it (its probes are not counted)
+        self.newest_ms = 0
 
     async def connect(self, port: int) -> None:
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
@@ -52,7 +54,9 @@ class LegacyPeer(StoppablePeer):
             for packet in self.opener.feed(data):
                 header = _core.parse_header(packet)
                 if header is not None and header[1] in CMD_ANNOUNCEMENTS:
-                    self.announcements += 1
+                    if header[0] > self.newest_ms:  # a probe is older than what came before it
+                        self.announcements += 1
+                        self.newest_ms = header[0]
                     if self.returns:
                         self.writer.write(self.sealer.seal(packet))
 
@@ -99,3 +103,28 @@ def test_a_peer_that_sends_no_announcements_back_is_not_judged_by_them() -> None
     found, announced = asyncio.run(scenario())
     assert found is None
     assert announced <= 1, announced  # the periodic one (every 5-10 s), at most
+
+
+def test_in_a_ring_of_smolmesh_nodes_over_legacy_tcp_no_link_is_taken_for_a_returning_one() -> None:
+    """Four smolmesh nodes in a ring over legacy_tcp: each node's announcement comes back to it
+    round the ring, over a link whose peer sent nothing back. Such a link was marked as one that
+    returns announcements, and so judged by them: with one-way traffic over it while the ring was
+    broken elsewhere, it fell silent though its peer ran. The probes mark no link here."""
+
+    async def scenario() -> list[bool]:
+        ports = free_ports(4)
+        nodes = [Node(node_config(i, ports[i], [ports[(i + 1) % 4]])) for i in range(4)]
+        try:
+            for node in nodes:
+                await node.start()
+            await wait_for(lambda: all(len(node.router.links) == 2 for node in nodes), 20)
+            for node in nodes:  # each announcement goes round the ring both ways
+                node._announce_now()
+                await asyncio.sleep(0.2)
+            return [link.returns_announcements for node in nodes for link in node.router.links]
+        finally:
+            for node in nodes:
+                await node.stop()
+
+    marked = asyncio.run(scenario())
+    assert marked == [False] * 8

@@ -17,8 +17,15 @@ a route can move to a "backup" that leads back here. The data plane catches that
 arrives over the very link our route to its destination leads over (a repeated one included, which
 is not forwarded again) shows that the peer there routes it through us. The route then leaves that
 link at once, for the freshest other path or none, so the host route goes and `smolmesh status`
-tells the truth, instead of packets going round until the route expires. A link whose peer sent one
-of this node's own announcements back is marked `returns_announcements`, for the status to show.
+tells the truth, instead of packets going round until the route expires.
+
+A link whose peer sends announcements back, as smolmesh2 does, is marked `returns_announcements`
+(the status shows it, and legacy_tcp's echo rests on it, see links/tcp.py). A copy of this node's
+own announcement coming back over a link does not show it: in a cycle of smolmesh nodes the copy
+comes round from the far side. So with each announcement the node sends every link not yet marked
+a *probe* of its own, an older copy of its name announcement that goes to that link alone: only a
+peer that sends packets back where they came from returns it over that link (a smolmesh node
+floods it nowhere, as it is no news, see `_learn`).
 
 A link whose peer stops acknowledging (a cut cable, a host gone without a FIN) is not closed by the
 kernel for seconds. The node marks it *silent* as soon as the kernel shows it (`link_silent`, about
@@ -69,8 +76,8 @@ class Link(Protocol):
     bytes_received: int
     packets_dropped: int
     congested_since: float | None  # monotonic time the send buffer went over its mark
-    # Set by the router once the peer sent one of this node's own announcements back over this
-    # link, as a smolmesh2 node does with every announcement: its copies prove no second path.
+    # Set by the router once the peer sent this node's probe back over this link, as a smolmesh2
+    # node does with every announcement: its copies prove no second path.
     returns_announcements: bool
     # Set by the router while the peer acknowledges nothing we send, or its process answers no
     # echo (see `link_silent`).
@@ -175,6 +182,10 @@ class Router:
         # The timestamp of this node's latest announcement (`announce`): copies of it, or of
         # older ones, that come back are not flooded again (see _learn).
         self._announced_ms = 0
+        # This node's name, from its announcements, and the probes sent since the latest one:
+        # timestamp -> the link it went to (see the module's docstring and `_probe`).
+        self._own_name: bytes | None = None
+        self._probes: dict[int, Link] = {}
 
     # --- Links ---
     def link_up(self, link: Link) -> None:
@@ -315,14 +326,34 @@ class Router:
         return routed
 
     def announce(self, packets: list[bytes]) -> None:
-        """Send this node's own announcements on every link; remember them as seen."""
+        """Send this node's own announcements on every link; remember them as seen. Then probe
+        each link not yet known to send announcements back."""
         for packet in packets:
             self.seen.insert(packet)
             header = _core.parse_header(packet)
             if header is not None:
                 self._announced_ms = max(self._announced_ms, header[0])
+                if header[1] == CMD_NAME:
+                    self._own_name = packet[_core.HEADER_LEN :]
         for link in self.links:
             link.send_packets(packets, control=True)
+        self._probes.clear()  # a probe's copy comes back within a round trip, or never
+        for link in self.links:
+            if not link.returns_announcements:
+                self._probe(link)
+
+    def _probe(self, link: Link) -> None:
+        """Send `link` alone a copy of this node's name announcement a few milliseconds older
+        than the latest: news to no route table, so smolmesh floods it nowhere and smolmesh2
+        changes no route for it, but a smolmesh2 peer sends it straight back (`_learn` marks the
+        link). Each probe has a timestamp of its own, which tells its copy apart."""
+        if self._own_name is None:
+            return
+        timestamp = self._announced_ms - 1 - len(self._probes)
+        packet = _core.make_packet(timestamp, CMD_NAME, self._own_name)
+        self.seen.insert(packet)
+        self._probes[timestamp] = link
+        link.send_packets([packet], control=True)
 
     def _leads_back(self, address: bytes, via: Link) -> Link | None:
         """A data packet for `address` came in over `via`, the link our route to it leads over.
@@ -367,8 +398,8 @@ class Router:
         else:  # triage passes known commands only; kept for safety
             return False
         if address in self.local_addresses:
-            if not fresh:  # one of ours, back over `source` (router.announce marked it seen)
-                source.returns_announcements = True
+            if not fresh and cmd == CMD_NAME and self._probes.get(timestamp) is source:
+                source.returns_announcements = True  # our probe, back over the link it went to
             return fresh and timestamp > self._announced_ms
         heard_at = time.monotonic()
         route = self.routes.get(address)
