@@ -5,8 +5,15 @@ own and refuses to run in a thread whose loop is already running, which is every
 node's event loop. So `HostRoutes` keeps its `IPRoute` on one worker thread of its own and hands
 every call there: the methods are plain synchronous calls, safe from any thread (the event loop's
 included), serialized, and each blocks for one netlink round trip (about 0.5 ms measured for a
-route add or delete). Route changes are rare (an address learnt or moved), so the node may call
-them directly or via `asyncio.to_thread`.
+route add or delete).
+
+Host routes follow the route table, which may learn or lose thousands of addresses in one batch
+(a node joining a large mesh, a link to most of it going down): 0.5 ms each, waited for on the
+event loop, stood the node still for 5 s per 10,000 addresses, time in which it forwarded
+nothing and answered no echo. So the node says which addresses it wants routed (`want_route`,
+which returns at once) and the worker brings the kernel in line behind it, one address at a time,
+taking the wanted state when it gets to an address: a route learnt and lost again before then
+costs nothing.
 
 It remembers what it added, so `close()` can take back exactly that; the kernel also drops every
 address and route of the device when the device goes, so cleanup never raises.
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import socket
 from collections.abc import Callable, Iterable
@@ -31,6 +39,7 @@ from smolmesh.errors import LocalError, StartupError
 __all__ = ["HostRoutes", "format_address"]
 
 T = TypeVar("T")
+log = logging.getLogger("smolmesh.netlink")
 
 _IFA_F_NODAD = 0x02  # <linux/if_addr.h>: usable at once, no duplicate address detection wait
 _GONE = frozenset({errno.ESRCH, errno.ENOENT, errno.ENODEV, errno.EADDRNOTAVAIL})
@@ -58,6 +67,10 @@ class HostRoutes:
         self._sysctl_dir = Path(sysctl_root) / ifname
         self._routes: set[bytes] = set()
         self._addresses: set[bytes] = set()
+        # Addresses the node wants routed (want_route), and those with a sync waiting on the
+        # worker. Changed on the node's thread, read on the worker's: see want_route.
+        self._wanted: set[bytes] = set()
+        self._queued: set[bytes] = set()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smolmesh-netlink")
         self._ipr: Any = None
         try:
@@ -132,6 +145,48 @@ class HostRoutes:
             ) from None
         self._routes.add(addr)
 
+    def want_route(self, addr: bytes, routed: bool) -> None:
+        """Route `addr` through the device, or not, soon: returns at once, and the worker makes
+        it so after the changes asked for before (a failure is logged there). The wanted state
+        is set before a sync is queued, and the worker drops an address from the queued ones
+        before it reads that state, so no change is missed."""
+        if routed:
+            self._wanted.add(addr)
+        else:
+            self._wanted.discard(addr)
+        if addr not in self._queued:
+            self._queued.add(addr)
+            self._worker.submit(self._sync, addr)
+
+    def _sync(self, addr: bytes) -> None:
+        """On the worker: add or remove the route of `addr` as wanted now."""
+        self._queued.discard(addr)
+        wanted = addr in self._wanted
+        if wanted == (addr in self._routes) or self._ipr is None:
+            return
+        try:
+            # Already on the worker: call straight through, not by way of `_call`.
+            if wanted:
+                self._change_route("replace", addr)
+                self._routes.add(addr)
+            else:
+                self._routes.discard(addr)
+                self._change_route("del", addr)
+        except NetlinkError as e:
+            if wanted or e.code not in _GONE:
+                log.warning("host route to %s: %s", format_address(addr)[1], _reason(e))
+        except OSError as e:  # the netlink socket itself failed
+            log.warning("host route to %s: %s", format_address(addr)[1], e.strerror or e)
+
+    def _change_route(self, command: str, addr: bytes) -> None:
+        family, text, prefixlen = format_address(addr)
+        self._ipr.route(command, dst=text, dst_len=prefixlen, oif=self.index, family=family)
+
+    @property
+    def pending(self) -> int:
+        """Addresses whose host route the worker has yet to bring in line."""
+        return len(self._queued)
+
     def remove_route(self, addr: bytes) -> None:
         """Take back a route this object set; a route that is already gone is fine."""
         family, text, prefixlen = format_address(addr)
@@ -153,6 +208,7 @@ class HostRoutes:
 
     def close(self) -> None:
         """Remove the routes and addresses this object added, then let go. Never raises."""
+        self._wanted.clear()  # the syncs still queued now take nothing away but their routes
         if self._ipr is not None:
             for addr in list(self._routes):
                 self._quietly(self.remove_route, addr)

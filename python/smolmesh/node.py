@@ -39,7 +39,7 @@ from smolmesh.config import (
     load_config,
     parse_config,
 )
-from smolmesh.errors import ConfigError, LocalError, StartupError
+from smolmesh.errors import ConfigError, StartupError
 from smolmesh.links.legacy_tcp import LegacyTcpLink
 from smolmesh.links.secure_tcp import SecureTcpLink, secure_psk
 from smolmesh.links.tcp import PendingHandshakes, TcpLink, dial_forever, listen
@@ -137,7 +137,6 @@ class Node:
         self._announced_at = 0.0  # monotonic time of the last announcement on every link
         self._tun: Any = None
         self._host: Any = None
-        self._host_routes: set[bytes] = set()  # addresses the device has a host route for
         self._tun_read_ms = 0  # when the device was last read (ms since the epoch)
         # ICMP errors for packets too long for the mesh: limited as configured, counted in `status`.
         self._icmp_errors = TokenBucket(
@@ -599,23 +598,11 @@ class Node:
         """Keep a host route through the device for every address that has a route.
 
         Which link carries an address does not matter to the host, so only an address's first
-        route and its loss touch the kernel. The call (about 0.5 ms) is made at once, so that when
-        the log says a route was learnt, the host can use it.
+        route and its loss touch the kernel, on HostRoutes' worker: the call returns at once and
+        the route is there about half a millisecond later, after those asked for before it.
         """
-        if self._host is None:
-            return
-        wanted = link is not None
-        if (address in self._host_routes) == wanted:
-            return
-        try:
-            if wanted:
-                self._host.add_route(address)
-                self._host_routes.add(address)
-            else:
-                self._host_routes.discard(address)
-                self._host.remove_route(address)
-        except (OSError, LocalError) as error:
-            log.warning("host route to %s: %s", format_address(address), error)
+        if self._host is not None:
+            self._host.want_route(address, link is not None)
 
 
 def open_file_limit() -> int | None:
