@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from smolmesh.errors import LocalError, StartupError
+from smolmesh.errors import StartupError
 
 __all__ = ["HostRoutes", "format_address"]
 
@@ -127,24 +127,6 @@ class HostRoutes:
                 ) from None
         self._addresses.add(addr)
 
-    def add_route(self, addr: bytes) -> None:
-        """Route one address (/128 or /32) through the device, replacing any route it had."""
-        family, text, prefixlen = format_address(addr)
-        try:
-            self._call(
-                self._ipr.route,
-                "replace",
-                dst=text,
-                dst_len=prefixlen,
-                oif=self.index,
-                family=family,
-            )
-        except NetlinkError as e:
-            raise LocalError(
-                f"cannot route {text}/{prefixlen} via {self.ifname}: {_reason(e)}"
-            ) from None
-        self._routes.add(addr)
-
     def want_route(self, addr: bytes, routed: bool) -> None:
         """Route `addr` through the device, or not, soon: returns at once, and the worker makes
         it so after the changes asked for before (a failure is logged there). The wanted state
@@ -157,6 +139,22 @@ class HostRoutes:
         if addr not in self._queued:
             self._queued.add(addr)
             self._worker.submit(self._sync, addr)
+
+    def add_route(self, addr: bytes) -> None:
+        """Route one address (/128 or /32) through the device, replacing any route it had, and
+        return once it is done (`want_route`, waited for)."""
+        self.want_route(addr, True)
+        self.wait()
+
+    def remove_route(self, addr: bytes) -> None:
+        """Take back a route this object set, and return once it is done; a route that is
+        already gone is fine."""
+        self.want_route(addr, False)
+        self.wait()
+
+    def wait(self) -> None:
+        """Return once the worker has made every change asked for before (never on the worker)."""
+        self._call(lambda: None)
 
     def _sync(self, addr: bytes) -> None:
         """On the worker: add or remove the route of `addr` as wanted now."""
@@ -187,20 +185,6 @@ class HostRoutes:
         """Addresses whose host route the worker has yet to bring in line."""
         return len(self._queued)
 
-    def remove_route(self, addr: bytes) -> None:
-        """Take back a route this object set; a route that is already gone is fine."""
-        family, text, prefixlen = format_address(addr)
-        self._routes.discard(addr)
-        try:
-            self._call(
-                self._ipr.route, "del", dst=text, dst_len=prefixlen, oif=self.index, family=family
-            )
-        except NetlinkError as e:
-            if e.code not in _GONE:
-                raise LocalError(
-                    f"cannot remove route {text}/{prefixlen} via {self.ifname}: {_reason(e)}"
-                ) from None
-
     @property
     def routes(self) -> frozenset[bytes]:
         """The addresses this object routes through the device now."""
@@ -208,10 +192,9 @@ class HostRoutes:
 
     def close(self) -> None:
         """Remove the routes and addresses this object added, then let go. Never raises."""
-        self._wanted.clear()  # the syncs still queued now take nothing away but their routes
+        self._wanted.clear()  # the syncs still queued now only take routes away
         if self._ipr is not None:
-            for addr in list(self._routes):
-                self._quietly(self.remove_route, addr)
+            self._quietly(self._call, self._remove_routes)  # after them, on the worker
             for addr in list(self._addresses):
                 self._quietly(self._remove_address, addr)
             self._quietly(self._call, self._ipr.close)
@@ -219,6 +202,12 @@ class HostRoutes:
         self._routes.clear()
         self._addresses.clear()
         self._worker.shutdown(wait=True)
+
+    def _remove_routes(self) -> None:
+        """On the worker (which alone changes `_routes`): take back every route set."""
+        for addr in list(self._routes):
+            self._quietly(self._change_route, "del", addr)
+        self._routes.clear()
 
     def _remove_address(self, addr: bytes) -> None:
         self._addresses.discard(addr)
