@@ -17,6 +17,7 @@ from typing import cast
 import pytest
 
 from smolmesh import Node, _core, tuning
+from smolmesh import router as router_module
 from smolmesh.links.tcp import TcpLink
 from smolmesh.router import Link, Router, now_ms
 
@@ -89,6 +90,32 @@ def test_a_full_table_counts_what_it_ignores_and_warns_again_while_it_goes_on(
     assert len(warnings()) == 2
     # The two the first batch went on to refuse, node 7, and the first of these.
     assert "4 new addresses ignored in 0." in warnings()[1]
+
+
+def test_names_heard_again_are_not_derived_again_in_a_mesh_of_thousands(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A name's address costs 50 µs to derive, and every name comes by again every 5-10 s over
+    each link. The cache held 4096 names: in a mesh of more, each came back after it had been
+    pushed out, and every announcement cost a derivation. It holds as many as the table now."""
+    router_module._address_of_short_name.cache_clear()
+    derived: list[bytes] = []
+    real = _core.name_to_ipv6
+
+    def counting(name: bytes) -> bytes:
+        derived.append(name)
+        return real(name)
+
+    monkeypatch.setattr(router_module._core, "name_to_ipv6", counting)
+    router = Router([], lambda packets: None)
+    names = [b"mesh-node-%05d" % n for n in range(6000)]
+    announce(router, _Peer("first"), names)
+    assert len(derived) == len(names)
+    time.sleep(0.002)  # newer announcements of the same names, over another link too
+    announce(router, _Peer("second"), names)
+    announce(router, _Peer("first"), names)
+    assert len(derived) == len(names)
+    router_module._address_of_short_name.cache_clear()
 
 
 def free_port() -> int:
