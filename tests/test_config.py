@@ -137,6 +137,11 @@ BAD_CONFIGS: list[tuple[str, str | None, str]] = [
         '{"node_name": "a", "icmp_error_burst": 2.5}',
         "$.icmp_error_burst: expected int, got float",
     ),
+    (
+        "negative keep_warm_s",
+        '{"node_name": "a", "keep_warm_s": -1}',
+        "$.keep_warm_s: expected float >= 0",
+    ),
     ("not UTF-8", b'{"node_name": "\xff"}'.decode("latin-1"), "not valid UTF-8"),
 ]
 
@@ -254,6 +259,7 @@ def test_defaults() -> None:
     assert config.log_level is None
     assert config.icmp_errors_per_s == tuning.ICMP_ERRORS_PER_S == 10.0  # RFC 4443's example
     assert config.icmp_error_burst == tuning.ICMP_ERROR_BURST == 10
+    assert config.keep_warm_s == tuning.KEEP_WARM_S == 1.0
 
 
 def test_mtu_range() -> None:
@@ -286,6 +292,7 @@ def test_every_field() -> None:
         "icmp_errors_per_s": 2.5,
         "icmp_error_burst": 3,
         "tun_coalesce": False,
+        "keep_warm_s": 0.0,
     }
     config = Config.from_dict(data)
     assert config.to_dict() == data

@@ -45,6 +45,7 @@ def a_status(name: str, *, rtt_ms: float | None) -> dict[str, Any]:
                 "route_table_bytes": 1234,
                 "routes_refused": 3,
                 "echo_announcements": 5,
+                "warm_ticks": 7,
             }
             if rtt_ms is not None
             else {}
@@ -75,6 +76,7 @@ def test_metrics_of_two_nodes_are_one_exposition_with_escaped_labels() -> None:
     assert f"smolmesh_links_allowed{{{odd}}} 896" in lines
     assert f"smolmesh_route_table_bytes{{{odd}}} 1234" in lines
     assert f"smolmesh_echo_announcements_total{{{odd}}} 5" in lines
+    assert f"smolmesh_warm_ticks_total{{{odd}}} 7" in lines
     assert f"smolmesh_routes_refused_total{{{odd}}} 3" in lines
     # A node too old to give a figure has no sample of it.
     assert not any(line.startswith('smolmesh_links_allowed{node="plain"') for line in lines)

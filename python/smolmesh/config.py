@@ -48,6 +48,7 @@ Mtu = Annotated[int, msgspec.Meta(ge=1280, le=65535)]
 # rate 0 sends one burst in the node's life and no more.
 IcmpErrorsPerS = Annotated[float, msgspec.Meta(ge=0)]
 IcmpErrorBurst = Annotated[int, msgspec.Meta(ge=0)]
+KeepWarmS = Annotated[float, msgspec.Meta(ge=0)]
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -119,6 +120,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     # Write runs of TCP segments for the host to the TUN device in one write each (IFF_VNET_HDR,
     # see tun/linux.py); False: one write per packet, as before.
     tun_coalesce: bool = True
+    # Seconds after a data packet that the node keeps its packet path warm, waking every 5 ms
+    # (warmth.py); 0: never, so a packet after a quiet spell finds it cold.
+    keep_warm_s: KeepWarmS = tuning.KEEP_WARM_S
 
     def __post_init__(self) -> None:
         # msgspec reports a ValueError raised here as a ValidationError of this message without a

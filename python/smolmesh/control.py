@@ -344,6 +344,12 @@ _NODE_METRICS: list[tuple[str, str, str, Callable[[dict[str, Any]], float | None
         lambda status: status.get("echo_announcements"),
     ),
     (
+        "warm_ticks_total",
+        "counter",
+        "Wake-ups to keep the packet path warm while sparse traffic flows (config keep_warm_s).",
+        lambda status: status.get("warm_ticks"),
+    ),
+    (
         "icmp_errors_suppressed_total",
         "counter",
         "ICMP errors not sent, over the rate limit.",

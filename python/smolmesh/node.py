@@ -45,6 +45,7 @@ from smolmesh.links.secure_tcp import SecureTcpLink, secure_psk
 from smolmesh.links.tcp import PendingHandshakes, TcpLink, dial_forever, listen
 from smolmesh.ratelimit import TokenBucket
 from smolmesh.router import Link, Route, Router, format_address, now_ms
+from smolmesh.warmth import KeepWarm
 
 log = logging.getLogger("smolmesh.node")
 
@@ -147,6 +148,9 @@ class Node:
         # Announcements made to ask smolmesh2 peers for an echo (_announce_for_echo), counted in
         # `status`: what watching legacy_tcp links for a stopped peer costs the mesh.
         self.echo_announcements = 0
+        # Wakes the node every few milliseconds while sparse traffic flows (warmth.py); made at
+        # start, as it needs the running loop.
+        self._warmth: KeepWarm | None = None
         # Each link's byte counters at the last maintenance, and the rates measured since the one
         # before: (monotonic time, bytes sent, bytes received) and (sent, received) per second.
         self._link_counts: dict[Link, tuple[float, int, int]] = {}
@@ -182,6 +186,7 @@ class Node:
             raise
         self._tasks.append(asyncio.create_task(self._announce_forever()))
         self._tasks.append(asyncio.create_task(self._maintain_forever()))
+        self._warmth = KeepWarm(self.router, self.config.keep_warm_s)
         self.started = True
         self.started_at = time.time()
         log.info(
@@ -209,6 +214,8 @@ class Node:
         self._listening.clear()
         self._dialing.clear()
         self._tasks.clear()
+        if self._warmth is not None:
+            self._warmth.close()
         self._close_tun()
         if self.started:
             log.info("node %s stopped", self.config.node_name)
@@ -376,6 +383,8 @@ class Node:
             "icmp_errors_sent": self.icmp_errors_sent,
             "icmp_errors_suppressed": self.icmp_errors_suppressed,
             "echo_announcements": self.echo_announcements,
+            # Wake-ups to keep the packet path warm while sparse traffic flows (warmth.py).
+            "warm_ticks": self._warmth.ticks if self._warmth is not None else 0,
         }
 
     @property

@@ -190,6 +190,10 @@ class Router:
         # timestamp -> the link it went to (see the module's docstring and `_probe`).
         self._own_name: bytes | None = None
         self._probes: dict[int, Link] = {}
+        # Batches of data packets handled (sent from this node, forwarded or delivered to it),
+        # and who to tell of the next one while nobody watches the count (see warmth.KeepWarm).
+        self.data_batches = 0
+        self.on_data: Callable[[], None] | None = None
 
     # --- Links ---
     def link_up(self, link: Link) -> None:
@@ -293,6 +297,10 @@ class Router:
             self.deliver(to_deliver)
         for link, batch in outgoing.items():
             link.send_packets(batch)
+        if to_deliver or outgoing:
+            self.data_batches += 1
+            if self.on_data is not None:
+                self.on_data()
         if flood:
             for link in self.links:
                 if link is not source:
@@ -327,6 +335,9 @@ class Router:
         for link, batch in groups.items():
             link.send_data(batch, timestamp_ms, skip)
             routed += len(batch)
+        self.data_batches += 1
+        if self.on_data is not None:
+            self.on_data()
         return routed
 
     def announce(self, packets: list[bytes]) -> None:
