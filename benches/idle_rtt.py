@@ -12,11 +12,16 @@ also makes the Rust calls a smolmesh node makes per packet over legacy_tcp (seal
 filter) and
 nothing else of the node, which splits smolmesh's extra time between those calls and its Python.
 Prints the median of each tunnel's per-round averages, and its ratio to wireguard-go's.
+
+To weigh a change, `--build DIR` (repeatable) adds a row per other build of smolmesh: DIR holds a
+`smolmesh` package (a copy of the installed one with the change, say), which the row's nodes run
+with PYTHONPATH=DIR, in turns with the rest. `--only NAME,...` keeps the rows whose names start so.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
@@ -82,6 +87,24 @@ TUNNELS: dict[str, Callable[[Chain], str]] = {
 }
 
 
+def smolmesh_build(directory: str) -> Callable[[Chain], str]:
+    """Start a 2-node smolmesh tunnel from the package in `directory` instead of the installed
+    one; returns the far end's tunnel address."""
+
+    def start(row_chain: Chain) -> str:
+        before = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = directory  # the nodes inherit the environment
+        try:
+            return smolmesh(row_chain, 1500, 30.0).addresses[1]
+        finally:
+            if before is None:
+                del os.environ["PYTHONPATH"]
+            else:
+                os.environ["PYTHONPATH"] = before
+
+    return start
+
+
 def average_rtt_ms(row_chain: Chain, address: str, count: int, interval_s: float) -> float:
     argv = ["ping", "-n", "-q", "-c", str(count), "-i", str(interval_s), "-W", "2", address]
     out = row_chain.run(0, argv)
@@ -95,12 +118,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--count", type=int, default=100, help="pings per interval per round")
+    parser.add_argument(
+        "--build", action="append", default=[], help="a directory holding another smolmesh build"
+    )
+    parser.add_argument("--only", help="comma-separated prefixes of the rows to run")
     args = parser.parse_args()
+    tunnels = dict(TUNNELS)
+    for directory in args.build:
+        tunnels[f"smolmesh @1500 from {directory}"] = smolmesh_build(os.path.abspath(directory))
+    if args.only:
+        prefixes = tuple(args.only.split(","))
+        tunnels = {n: start for n, start in tunnels.items() if n.startswith(prefixes)}
+        tunnels["wireguard-go @1500"] = TUNNELS["wireguard-go @1500"]  # the yardstick
     results: dict[tuple[str, float], list[float]] = {}
     log_dir = Path(tempfile.mkdtemp(prefix="smolmesh-idle-rtt-"))
     try:
         for round_number in range(1, args.rounds + 1):
-            for name, start in TUNNELS.items():
+            for name, start in tunnels.items():
                 with chain(2, log_dir) as row_chain:
                     address = start(row_chain)
                     for interval in INTERVALS_S:
@@ -117,7 +151,7 @@ def main() -> int:
     print(f"\nmedian of {args.rounds} rounds, {args.count} pings each (logs in {log_dir}):")
     for interval in INTERVALS_S:
         reference = statistics.median(results[("wireguard-go @1500", interval)])
-        for name in TUNNELS:
+        for name in tunnels:
             rtt = statistics.median(results[(name, interval)])
             print(
                 f"  every {interval * 1000:4g} ms  {name:34s} {rtt:.3f} ms  "

@@ -1,6 +1,6 @@
 """The benches run for real, briefly, so that they cannot rot: benches/e2e.py with 1 second per
-iperf3 run, idle_rtt.py and rtt_segments.py with a few pings, cold_calls.py with 2 rounds,
-profile_node.py over a 3-node chain for 1 second.
+iperf3 run, idle_rtt.py (also weighing a copy of the package) and rtt_segments.py with a few
+pings, cold_calls.py with 2 rounds, profile_node.py over a 3-node chain for 1 second.
 
 Needs root (network namespaces) and iperf3, wireguard-go, wg, ping, ip, tc and ss
 (Debian: iperf3 wireguard-go wireguard-tools iputils-ping iproute2); skipped otherwise.
@@ -116,6 +116,23 @@ def test_idle_rtt_pings_through_every_tunnel_and_compares_them() -> None:
         for row in ("smolmesh @1500", "wireguard-go @1500", "bare forwarder @1500"):
             assert any(interval in line and row in line for line in out.splitlines()), out
     assert "x1.00 wireguard-go" in out, out
+
+
+def test_idle_rtt_weighs_another_build_against_wireguard_go(tmp_path: Path) -> None:
+    import smolmesh
+
+    build = tmp_path / "build"
+    shutil.copytree(Path(smolmesh.__file__).parent, build / "smolmesh")
+    prefix = f"smolmesh @1500 from {build}"
+    out = _run_bench(
+        "idle_rtt.py",
+        *("--rounds", "1", "--count", "3", "--build", str(build), "--only", prefix),
+        timeout=300,
+    )
+    summary = [line for line in out.splitlines() if line.startswith("  every")]
+    for row in (prefix, "wireguard-go @1500"):
+        assert sum(row in line for line in summary) == 2, out  # at both intervals
+    assert len(summary) == 4, out  # and no other row
 
 
 def _perf_trace_works() -> bool:

@@ -80,8 +80,10 @@ class KeepWarm:
             return
         else:
             self._quiet += 1
-            self._exercise()
+        # The next wake-up is set before any work, so that nothing here can stop the ticking.
         self._handle = asyncio.get_running_loop().call_later(self.period_s, self._tick)
+        if self._quiet:
+            self._exercise()
 
     def _exercise(self) -> None:
         """Seal, open and triage the scratch packet with each kind of link codec."""
