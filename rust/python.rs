@@ -182,6 +182,25 @@ fn name_to_ipv6<'py>(name: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> 
     Ok(PyBytes::new(name.py(), &address))
 }
 
+/// The addresses of many names (bytes) in one call: `address::names_to_ipv6`. The searches run
+/// without the GIL when there is more than one.
+#[pyfunction]
+fn names_to_ipv6<'py>(
+    py: Python<'py>,
+    names: Vec<Bound<'py, PyBytes>>,
+) -> Vec<Bound<'py, PyBytes>> {
+    let names = slices(&names);
+    let addresses = if names.len() > 1 {
+        py.detach(|| address::names_to_ipv6(&names))
+    } else {
+        address::names_to_ipv6(&names)
+    };
+    addresses
+        .iter()
+        .map(|address| PyBytes::new(py, address))
+        .collect()
+}
+
 #[pyfunction]
 fn keyfinder<'py>(py: Python<'py>, psk: &[u8], iv: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
     Ok(PyBytes::new(py, &link::keyfinder(psk, &as_iv(iv)?)))
@@ -638,6 +657,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(keystream, m)?)?;
     m.add_function(wrap_pyfunction!(multispeck_py, m)?)?;
     m.add_function(wrap_pyfunction!(name_to_ipv6, m)?)?;
+    m.add_function(wrap_pyfunction!(names_to_ipv6, m)?)?;
     m.add_function(wrap_pyfunction!(keyfinder, m)?)?;
     m.add_function(wrap_pyfunction!(make_hello, m)?)?;
     m.add_function(wrap_pyfunction!(find_psk, m)?)?;

@@ -152,3 +152,9 @@ def test_feed_and_triage_is_triage_of_feed(
     forged = wire[:-1] + bytes([wire[-1] ^ 1])  # the last frame's MAC, one bit off
     with pytest.raises(BadMacError):
         _core.Opener(PSK, IV).feed_and_triage(forged, now, seen_one)
+
+
+@given(names=st.lists(st.binary(max_size=80), max_size=40))
+@settings(max_examples=25, deadline=None)
+def test_names_derived_together_get_the_addresses_each_gets_alone(names: list[bytes]) -> None:
+    assert _core.names_to_ipv6(names) == [_core.name_to_ipv6(name) for name in names]

@@ -109,5 +109,6 @@ def test_thousands_of_host_routes_come_and_go_while_the_node_runs_on(tmp_path) -
           f" {found['learning_stall']:.3f} s at most; lost in {found['lost_in']:.2f} s, still for"
           f" {found['losing_stall']:.3f} s")  # fmt: skip
     assert found["learnt"] == ADDRESSES and found["left"] == 0, found
-    # The batch's own work (a name's address costs 50 µs) is left; 2.1 s before, 0.15-0.3 now.
-    assert found["learning_stall"] < 1.0 and found["losing_stall"] < 1.0, found
+    # The batch's own work is left: 2.0 s before the worker, 0.26-0.37 s while each new name's
+    # address cost its own 50 µs, 0.08 s since the batch's new names are derived together.
+    assert found["learning_stall"] < 0.2 and found["losing_stall"] < 1.0, found

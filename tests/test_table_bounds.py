@@ -98,15 +98,20 @@ def test_names_heard_again_are_not_derived_again_in_a_mesh_of_thousands(
     """A name's address costs 50 µs to derive, and every name comes by again every 5-10 s over
     each link. The cache held 4096 names: in a mesh of more, each came back after it had been
     pushed out, and every announcement cost a derivation. It holds as many as the table now."""
-    router_module._address_of_short_name.cache_clear()
+    router_module._SHORT_NAMES.clear()
     derived: list[bytes] = []
-    real = _core.name_to_ipv6
+    one, many = _core.name_to_ipv6, _core.names_to_ipv6
 
-    def counting(name: bytes) -> bytes:
+    def counting_one(name: bytes) -> bytes:
         derived.append(name)
-        return real(name)
+        return one(name)
 
-    monkeypatch.setattr(router_module._core, "name_to_ipv6", counting)
+    def counting_many(names: list[bytes]) -> list[bytes]:
+        derived.extend(names)
+        return many(names)
+
+    monkeypatch.setattr(router_module._core, "name_to_ipv6", counting_one)
+    monkeypatch.setattr(router_module._core, "names_to_ipv6", counting_many)
     router = Router([], lambda packets: None)
     names = [b"mesh-node-%05d" % n for n in range(6000)]
     announce(router, _Peer("first"), names)
@@ -115,7 +120,7 @@ def test_names_heard_again_are_not_derived_again_in_a_mesh_of_thousands(
     announce(router, _Peer("second"), names)
     announce(router, _Peer("first"), names)
     assert len(derived) == len(names)
-    router_module._address_of_short_name.cache_clear()
+    router_module._SHORT_NAMES.clear()
 
 
 def free_port() -> int:

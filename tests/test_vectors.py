@@ -59,6 +59,9 @@ def test_name_to_ipv6(vector: dict[str, Any]) -> None:
     expected = bytes.fromhex(vector["ipv6"].replace(":", ""))
     assert _core.name_to_ipv6(vector["name"]) == expected
     assert _core.name_to_ipv6(vector["name"].encode()) == expected
+    # Derived together with others, in vector lanes, it comes out the same.
+    others = [b"other %d" % n for n in range(20)]
+    assert _core.names_to_ipv6([*others, vector["name"].encode(), *others])[20] == expected
 
 
 @cases("handshake")

@@ -42,6 +42,7 @@ __all__ = [
     "make_packet",
     "multispeck",
     "name_to_ipv6",
+    "names_to_ipv6",
     "parse_header",
     "secure_respond",
     "speck_encrypt",
@@ -81,6 +82,10 @@ def keystream(key: bytes, length: int) -> bytes:
 def multispeck(parts: Sequence[bytes]) -> bytes: ...
 def name_to_ipv6(name: str | bytes) -> bytes:
     """The 16-byte node address of a name (str is taken as its UTF-8 bytes). Slow: cache it."""
+
+def names_to_ipv6(names: Sequence[bytes]) -> list[bytes]:
+    """`name_to_ipv6` of each name, in order, the searches side by side in vector lanes: about a
+    sixth of the cost each for batches of hundreds (without the GIL when more than one)."""
 
 # --- The legacy_tcp handshake (PROTOCOL.md section 2) ---
 def keyfinder(psk: bytes, iv: bytes) -> bytes: ...

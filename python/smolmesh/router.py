@@ -51,9 +51,9 @@ import ipaddress
 import logging
 import socket
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Protocol
 
 from smolmesh import _core, tuning
@@ -97,23 +97,60 @@ def address_of_name(name: bytes) -> bytes:
     bounds a name only by the packet, so long names have a cache of their own, small enough that
     its keys hold 1 MiB at most."""
     if len(name) <= _SHORT_NAME_BYTES:
-        return _address_of_short_name(name)
-    return _address_of_long_name(name)
+        return _SHORT_NAMES.address(name)
+    return _LONG_NAMES.address(name)
+
+
+def derive_addresses(names: Iterable[bytes]) -> None:
+    """Cache the addresses of those of `names` the cache lacks, derived together: a batch of
+    thousands of new names (a table replayed by a new peer) costs a fraction of what they cost
+    one by one (`_core.names_to_ipv6`, README: Bounds)."""
+    _SHORT_NAMES.derive(name for name in names if len(name) <= _SHORT_NAME_BYTES)
+
+
+class _NameCache:
+    """The addresses of the `size` names asked for most recently."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._addresses: OrderedDict[bytes, bytes] = OrderedDict()
+
+    def address(self, name: bytes) -> bytes:
+        addresses = self._addresses
+        address = addresses.get(name)
+        if address is None:
+            address = _core.name_to_ipv6(name)
+            self._keep(name, address)
+        else:
+            addresses.move_to_end(name)
+        return address
+
+    def derive(self, names: Iterable[bytes]) -> None:
+        """Derive the addresses of those of `names` not held yet, in one call."""
+        addresses = self._addresses
+        missing = [name for name in dict.fromkeys(names) if name not in addresses]
+        if missing:
+            for name, address in zip(missing, _core.names_to_ipv6(missing), strict=True):
+                self._keep(name, address)
+
+    def _keep(self, name: bytes, address: bytes) -> None:
+        addresses = self._addresses
+        addresses[name] = address
+        if len(addresses) > self.size:
+            addresses.popitem(last=False)
+
+    def clear(self) -> None:
+        self._addresses.clear()
 
 
 _SHORT_NAME_BYTES = 255
 _NAME_LOGGED = 64  # characters of a node name that log lines show
-
+# A batch of at least this many announcements has its new names derived together first.
+_DERIVE_TOGETHER_AT = 16
 
 # Full: 16 MiB for names of 20-odd bytes, 30 MiB at most (names of 255 bytes).
-@lru_cache(maxsize=tuning.MAX_ROUTES)
-def _address_of_short_name(name: bytes) -> bytes:
-    return _core.name_to_ipv6(name)
-
-
-@lru_cache(maxsize=16)
-def _address_of_long_name(name: bytes) -> bytes:
-    return _core.name_to_ipv6(name)
+_SHORT_NAMES = _NameCache(tuning.MAX_ROUTES)
+_LONG_NAMES = _NameCache(16)
 
 
 def now_ms() -> int:
@@ -272,6 +309,8 @@ class Router:
         to_deliver: list[bytes] = []
         outgoing: dict[Link, list[bytes]] = {}
         flood: list[bytes] = []
+        if len(rows) >= _DERIVE_TOGETHER_AT:
+            derive_addresses(key for cmd, _, key, packet in rows if cmd == CMD_NAME and packet)
         for cmd, timestamp, key, packet in rows:
             if cmd == CMD_DATA:
                 if key in local:
