@@ -26,7 +26,7 @@ import pytest
 
 from netns import Lab, Proc, tcp_connect, tcp_listen, wait_until
 from smolmesh import control, tuning
-from test_e2e_kit import KEY, PORT, node_address, start_node, wait_route, wait_up
+from test_e2e_kit import KEY, PORT, node_address, start_node, wait_ping, wait_route, wait_up
 
 # The status socket is /run/smolmesh/<node name>.sock, one directory for every namespace: the PID
 # in the names keeps two runs of this file at once off each other's sockets.
@@ -240,7 +240,7 @@ def test_a_node_configured_to_send_no_errors_sends_none(mesh: Mesh) -> None:
     )
     node_c = start_node(lab, c, config_c)
     wait_route(node_c, NAME_A)
-    assert lab.ping(c, IPV4_A, count=1, timeout=10).ok  # a's IPv4 route is in c's kernel too
+    assert wait_ping(lab, c, IPV4_A)  # a's IPv4 route is in c's kernel too
     burst_draws_no_errors(lab, c, NAME_C, "6", node_address(NAME_A))
     burst_draws_no_errors(lab, c, NAME_C, "4", IPV4_A)
     assert node_c.terminate(grace=10) == 0, node_c.log_tail()

@@ -65,6 +65,14 @@ def wait_route(proc: Proc, name: str, timeout: float = 20.0) -> float:
     return log_time(found[1])
 
 
+def wait_ping(lab: Lab, ns: str, address: str, timeout: float = 15.0) -> bool:
+    """Whether a ping from ns to address is answered within `timeout` s, one ping at a time.
+
+    A route the node has learnt reaches the kernel a moment later (netlink.py's worker), and
+    until then an IPv4 ping fails at once, unreachable, rather than waiting for its answer."""
+    return bool(wait_until(lambda: lab.ping(ns, address, count=1, timeout=2).ok, timeout, 0.1))
+
+
 def log_time(stamp: str) -> float:
     """Unix seconds of a log line's asctime, `2026-01-31 12:00:00,123` (local time)."""
     return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()

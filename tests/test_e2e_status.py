@@ -15,6 +15,7 @@ from test_e2e_kit import (
     node_address,
     smolmesh_command,
     start_node,
+    wait_ping,
     wait_route,
     wait_up,
 )
@@ -40,7 +41,7 @@ def test_status_shows_links_and_routes_and_goes_away_with_the_node(tmp_path) -> 
         )
         node_b = start_node(lab, b, config_b)
         wait_route(node_a, right)
-        assert lab.ping(a, "10.250.0.2", count=2, timeout=10).ok
+        assert wait_ping(lab, a, "10.250.0.2")
 
         done = status(left, "--json")
         assert done.returncode == 0, done.stderr
