@@ -15,12 +15,20 @@ import time
 from pathlib import Path
 from typing import cast
 
-from netns import Lab, tcp_connect, tcp_listen, wait_until
+from netns import Lab, tcp_connect, tcp_listen
 from smolmesh import _core
 from smolmesh.router import Link, Router
 from smolmesh.warmth import KeepWarm
 from test_e2e_failover import FakeLink
-from test_e2e_kit import KEY, PORT, smolmesh_command, start_node, wait_route, wait_up
+from test_e2e_kit import (
+    KEY,
+    PORT,
+    smolmesh_command,
+    start_node,
+    wait_ping,
+    wait_route,
+    wait_up,
+)
 
 PING = bytes.fromhex("4500005400004000400100000a0000010a000002") + bytes(64)  # to 10.0.0.2
 
@@ -154,8 +162,7 @@ def test_pings_keep_a_node_awake_and_an_idle_node_sleeps(tmp_path) -> None:
         )
         wait_route(node_a, right)
         wait_route(node_a, cold)
-        assert wait_until(lambda: lab.ping(a, "10.251.0.2", timeout=2).ok, 15)
-        assert wait_until(lambda: lab.ping(a, "10.251.0.3", timeout=2).ok, 15)
+        assert wait_ping(lab, a, "10.251.0.2") and wait_ping(lab, a, "10.251.0.3")
 
         # Idle: once the pings above are a second old, the node stops waking for them.
         before = _settled_ticks(right, timeout=5)

@@ -148,7 +148,7 @@ _NAME_LOGGED = 64  # characters of a node name that log lines show
 # A batch of at least this many announcements has its new names derived together first.
 _DERIVE_TOGETHER_AT = 16
 
-# Full: 16 MiB for names of 20-odd bytes, 30 MiB at most (names of 255 bytes).
+# Full: 12 MiB for names of 20-odd bytes, 27 MiB at most (names of 255 bytes), names included.
 _SHORT_NAMES = _NameCache(tuning.MAX_ROUTES)
 _LONG_NAMES = _NameCache(16)
 
