@@ -84,6 +84,9 @@ _TCPI_LAST_DATA_RECV = 19  # milliseconds since the peer last sent data (not a b
 _TCPI_LAST_ACK_RECV = 20  # milliseconds since the last acknowledgement
 _TCPI_RTT = 23  # the smoothed round trip, microseconds
 _TCPI_TOTAL_RETRANS = 31  # segments sent again over the connection's life
+# Further on (Linux 4.19 and later): tcpi_bytes_acked, tcpi_notsent_bytes, tcpi_bytes_sent and
+# tcpi_bytes_retrans, at their offsets in the struct.
+_TCP_INFO_BYTES = struct.Struct("=120xQ16xI52xQQ")
 
 
 def tcp_info(sock: Any) -> tuple[int, ...] | None:
@@ -98,6 +101,21 @@ def tcp_info(sock: Any) -> tuple[int, ...] | None:
     except OSError:
         return None
     return _TCP_INFO.unpack(raw) if len(raw) >= _TCP_INFO.size else None
+
+
+def stream_bytes(sock: Any) -> tuple[int, int] | None:
+    """(bytes of the stream the peer has acknowledged, bytes handed to the kernel so far) of a
+    TCP socket; None where the kernel does not tell."""
+    if sock is None or not _LINUX:
+        return None
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES.size)
+    except OSError:
+        return None
+    if len(raw) < _TCP_INFO_BYTES.size:
+        return None
+    acked, not_sent, sent, resent = _TCP_INFO_BYTES.unpack(raw)
+    return acked, sent - resent + not_sent
 
 
 def silence_of(info: tuple[int, ...]) -> float | None:
@@ -177,6 +195,9 @@ class TcpLink(asyncio.Protocol):
         self.echo_answered = False  # the peer has answered an echo request: it is judged by them
         self._echo_asked: float | None = None  # when the unanswered echo request went out
         self._echo_delivered: float | None = None  # when nothing of ours was in flight after it
+        # Bytes of the stream up to the end of the echo request (with what the transport still
+        # holds), when the kernel tells: delivered once the peer has acknowledged as many.
+        self._echo_end: int | None = None
         self.psk: bytes | None = None  # the key of `psks` the link came up with
         # Where the link comes from, for the node: its transport in the config (a reload that
         # removes the transport, or the key, closes the link).
@@ -282,8 +303,9 @@ class TcpLink(asyncio.Protocol):
         now = time.monotonic()
         if self._echo_asked is None:
             self._echo_asked = self._ask_for_echo(now - quiet_s)
+            self._echo_end = self._stream_end() if self._echo_asked is not None else None
             return None
-        if self._echo_delivered is None and not info[_TCPI_UNACKED]:
+        if self._echo_delivered is None and self._request_delivered(info):
             # Nothing of ours in flight: the request is in the peer's kernel, or the peer's
             # window is shut because its process reads nothing. Either way its turn to speak.
             self._echo_delivered = now
@@ -294,6 +316,24 @@ class TcpLink(asyncio.Protocol):
         ):
             return None
         return quiet_s
+
+    def _stream_end(self) -> int | None:
+        """Bytes written to the link so far, the transport's buffer included; None where the
+        kernel does not tell."""
+        if self.transport is None:
+            return None
+        counts = stream_bytes(self.transport.get_extra_info("socket"))
+        return None if counts is None else counts[1] + self.transport.get_write_buffer_size()
+
+    def _request_delivered(self, info: tuple[int, ...]) -> bool:
+        """Whether the echo request has reached the peer's kernel: the peer has acknowledged the
+        stream up to its end; where the kernel does not count bytes, nothing of ours is in
+        flight (which steady sending can hide: the peer's kernel delays its ACKs)."""
+        if self._echo_end is not None and self.transport is not None:
+            counts = stream_bytes(self.transport.get_extra_info("socket"))
+            if counts is not None:
+                return counts[0] >= self._echo_end
+        return not info[_TCPI_UNACKED]
 
     @property
     def _judged_by_echo(self) -> bool:
@@ -319,10 +359,18 @@ class TcpLink(asyncio.Protocol):
             self.echo_answered = True
 
     def _watch(self) -> None:
-        """Look for silence SILENCE_CHECK_PERIOD_S from now, unless a look is already due."""
+        """Look for silence SILENCE_CHECK_PERIOD_S from now (and up to half as long again, at
+        random), unless a look is already due.
+
+        The random part keeps the looks out of step with traffic sent at a steady rate: a look
+        right after each send would find that packet in flight every time (a stopped peer's
+        kernel delays its ACKs up to 40 ms), and an echo request never seen delivered (seen with
+        pings every 50 ms while the node also woke every 5 ms to keep warm: 4-5 s to find a
+        stopped smolmesh2 peer silent instead of 0.7 s)."""
         if self._silence_look is None:
+            period = tuning.SILENCE_CHECK_PERIOD_S * random.uniform(1.0, 1.5)
             self._silence_look = asyncio.get_running_loop().call_later(
-                tuning.SILENCE_CHECK_PERIOD_S, self._look_for_silence
+                period, self._look_for_silence
             )
 
     def tcp_stats(self) -> tuple[float, int] | None:
