@@ -94,28 +94,29 @@ def tcp_info(sock: Any) -> tuple[int, ...] | None:
     the kernel does not tell (not Linux: other kernels lay the struct out differently, or have
     none). `sock`: a socket, the socket-like object of an event loop's transport (uvloop's
     PseudoSocket), or None."""
-    if sock is None or not _LINUX:
-        return None
-    try:
-        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO.size)
-    except OSError:
-        return None
-    return _TCP_INFO.unpack(raw) if len(raw) >= _TCP_INFO.size else None
+    return _read_tcp_info(sock, _TCP_INFO)
 
 
 def stream_bytes(sock: Any) -> tuple[int, int] | None:
     """(bytes of the stream the peer has acknowledged, bytes handed to the kernel so far) of a
-    TCP socket; None where the kernel does not tell."""
+    TCP socket; None where the kernel does not tell (as `tcp_info`, or a kernel before 4.19)."""
+    fields = _read_tcp_info(sock, _TCP_INFO_BYTES)
+    if fields is None:
+        return None
+    acked, not_sent, sent, resent = fields
+    return acked, sent - resent + not_sent
+
+
+def _read_tcp_info(sock: Any, layout: struct.Struct) -> tuple[int, ...] | None:
+    """The fields `layout` reads from the start of the socket's struct tcp_info; None where the
+    kernel gives less, or none."""
     if sock is None or not _LINUX:
         return None
     try:
-        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES.size)
+        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, layout.size)
     except OSError:
         return None
-    if len(raw) < _TCP_INFO_BYTES.size:
-        return None
-    acked, not_sent, sent, resent = _TCP_INFO_BYTES.unpack(raw)
-    return acked, sent - resent + not_sent
+    return layout.unpack(raw) if len(raw) >= layout.size else None
 
 
 def silence_of(info: tuple[int, ...]) -> float | None:
